@@ -1,0 +1,513 @@
+"""Numba kernels of the random-projection forest: data layout, build, search.
+
+Data layout
+-----------
+A forest of ``n_trees`` trees lives in five flat arrays:
+
+``hyperplanes`` float32 (n_splits, tree_dim)
+    Normal vector of each split node. A zero row marks a random split.
+``offsets`` float32 (n_splits,)
+    A point ``x`` lies on the positive side when ``hyperplane @ x + offset > 0``.
+``children`` int32 (n_splits, 2)
+    Column 0 is the negative side, column 1 the positive side. A value ``c >= 0``
+    is another split node; ``c < 0`` is the leaf ``~c`` (that is ``-c - 1``).
+``leaf_bounds`` int64 (n_leaves, 2)
+    Start and end of each leaf inside ``leaf_indices``.
+``leaf_indices`` int32 (n_trees * n_indexed,)
+    One permutation of the indexed item ids per tree, each leaf a contiguous slice.
+``roots`` int32 (n_trees,)
+    The root of each tree, encoded like ``children``.
+
+Build
+-----
+The trees are built one level at a time: ``split_level`` splits every open node of
+every tree in one parallel loop, and the caller links the results. Each node draws
+its random numbers from a generator seeded by (tree seed, start, depth), so the same
+seed gives the same forest whatever the thread count or the order of the work.
+
+Search
+------
+``search_batch`` runs an Annoy-style best-first search per query: one priority queue
+over all trees, keyed by the smallest signed margin on the path from the root, until
+``search_k`` distinct candidates have been scored exactly. Queries run in parallel,
+each chunk of queries with its own scratch arrays, so results do not depend on the
+thread count and concurrent calls share no state.
+"""
+
+import numba
+import numpy as np
+
+# Without "nnan" and "ninf": the search compares against +inf priorities and keys.
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
+METRIC_EUCLIDEAN = 0
+METRIC_ANGULAR = 1
+METRIC_DOT = 2
+
+# A split whose larger side holds more than this share of the points is retried.
+_MAX_IMBALANCE = 0.95
+# The last attempt is accepted up to this share before falling back to a random split.
+_MAX_IMBALANCE_LAST = 0.99
+_SPLIT_ATTEMPTS = 3
+_TWO_MEANS_ITERATIONS = 200
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+# ---------------------------------------------------------------------------
+# Random numbers
+# ---------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def _splitmix64(state):
+    """Advance a SplitMix64 state; return the new state and a 64-bit output."""
+    state = state + _GOLDEN
+    z = state
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return state, z ^ (z >> np.uint64(31))
+
+
+@numba.njit(cache=True, nogil=True)
+def _random_below(state, n):
+    """Draw an integer in [0, n); the modulo bias is below n / 2**64."""
+    state, value = _splitmix64(state)
+    return state, np.int64(value % np.uint64(n))
+
+
+# ---------------------------------------------------------------------------
+# Build
+# ---------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _squared_distance(a, b):
+    total = np.float32(0.0)
+    for c in range(a.shape[0]):
+        diff = a[c] - b[c]
+        total += diff * diff
+    return total
+
+
+@numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _normalize_in_place(vector):
+    total = np.float32(0.0)
+    for c in range(vector.shape[0]):
+        total += vector[c] * vector[c]
+    if total > 0:
+        scale = np.float32(1.0) / np.sqrt(total)
+        for c in range(vector.shape[0]):
+            vector[c] *= scale
+
+
+@numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _two_means(data, ids, through_origin, state, first, second):
+    """Refine two sampled points into two centroids (Annoy's bounded two-means).
+
+    Each distance is weighted by the size of its cluster so that one centroid does
+    not absorb every point. On return ``first`` and ``second`` hold the centroids.
+    """
+    count = ids.shape[0]
+    state, i = _random_below(state, count)
+    state, j = _random_below(state, count - 1)
+    if j >= i:
+        j += 1
+    first[:] = data[ids[i]]
+    second[:] = data[ids[j]]
+    weight_first = np.float32(1.0)
+    weight_second = np.float32(1.0)
+
+    for _ in range(min(_TWO_MEANS_ITERATIONS, 2 * count)):
+        state, p = _random_below(state, count)
+        point = data[ids[p]]
+        distance_first = weight_first * _squared_distance(first, point)
+        distance_second = weight_second * _squared_distance(second, point)
+        if distance_first < distance_second:
+            for c in range(first.shape[0]):
+                first[c] = (first[c] * weight_first + point[c]) / (weight_first + 1)
+            weight_first += 1
+            if through_origin:
+                _normalize_in_place(first)
+        elif distance_second < distance_first:
+            for c in range(second.shape[0]):
+                second[c] = (second[c] * weight_second + point[c]) / (weight_second + 1)
+            weight_second += 1
+            if through_origin:
+                _normalize_in_place(second)
+    return state
+
+
+@numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _assign_sides(data, ids, hyperplane, offset, state, sides):
+    """Put each point on side 0 or 1 of a plane and return the count on side 1.
+
+    A point exactly on the plane goes to a random side, so that a node of identical
+    points still splits in two.
+    """
+    n_positive = 0
+    for t in range(ids.shape[0]):
+        point = data[ids[t]]
+        margin = offset
+        for c in range(point.shape[0]):
+            margin += hyperplane[c] * point[c]
+        if margin > 0:
+            side = 1
+        elif margin < 0:
+            side = 0
+        else:
+            state, value = _splitmix64(state)
+            side = np.int64(value >> np.uint64(63))
+        sides[t] = side
+        n_positive += side
+    return state, n_positive
+
+
+@numba.njit(cache=True, nogil=True)
+def _partition(ids, sides):
+    """Stable partition of ``ids`` in place: side 0 first. Return the side-0 count."""
+    buffer = np.empty_like(ids)
+    n_negative = 0
+    for t in range(ids.shape[0]):
+        if sides[t] == 0:
+            buffer[n_negative] = ids[t]
+            n_negative += 1
+    position = n_negative
+    for t in range(ids.shape[0]):
+        if sides[t] != 0:
+            buffer[position] = ids[t]
+            position += 1
+    ids[:] = buffer
+    return n_negative
+
+
+@numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _split_node(data, ids, through_origin, seed, hyperplane):
+    """Split one node; return (offset, size of the negative side).
+
+    Writes the normal into ``hyperplane`` and reorders ``ids`` so that the negative
+    side comes first. Tries two-means planes up to ``_SPLIT_ATTEMPTS`` times; when
+    every plane leaves the node badly unbalanced (duplicates, near-parallel points)
+    it shuffles the ids and halves them, with a zero normal as the marker.
+    """
+    count = ids.shape[0]
+    dim = data.shape[1]
+    state = seed
+    first = np.empty(dim, np.float32)
+    second = np.empty(dim, np.float32)
+    sides = np.empty(count, np.uint8)
+
+    for attempt in range(_SPLIT_ATTEMPTS):
+        state = _two_means(data, ids, through_origin, state, first, second)
+        norm = np.float32(0.0)
+        for c in range(dim):
+            hyperplane[c] = first[c] - second[c]
+            norm += hyperplane[c] * hyperplane[c]
+        if not norm > 0:
+            continue
+        norm = np.sqrt(norm)
+        offset = np.float32(0.0)
+        for c in range(dim):
+            hyperplane[c] /= norm
+            if not through_origin:
+                offset -= hyperplane[c] * (first[c] + second[c]) * np.float32(0.5)
+
+        state, n_positive = _assign_sides(data, ids, hyperplane, offset, state, sides)
+        larger = max(n_positive, count - n_positive)
+        limit = _MAX_IMBALANCE_LAST if attempt == _SPLIT_ATTEMPTS - 1 else _MAX_IMBALANCE
+        if n_positive > 0 and n_positive < count and larger <= limit * count:
+            return offset, _partition(ids, sides)
+
+    # Fisher-Yates shuffle, then halve: a balanced split that needs no geometry.
+    for t in range(count - 1, 0, -1):
+        state, u = _random_below(state, t + 1)
+        swap = ids[t]
+        ids[t] = ids[u]
+        ids[u] = swap
+    hyperplane[:] = 0
+    return np.float32(0.0), count // 2
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def split_level(data, leaf_indices, starts, ends, seeds, through_origin, hyperplanes, offsets, n_negative):
+    """Split the nodes ``leaf_indices[starts[j]:ends[j]]`` for every j in parallel.
+
+    Node j writes only its own slice of ``leaf_indices`` and its own row of the
+    outputs, so the loop has no shared writes.
+    """
+    for j in numba.prange(starts.shape[0]):
+        ids = leaf_indices[starts[j] : ends[j]]
+        offset, negative = _split_node(data, ids, through_origin, seeds[j], hyperplanes[j])
+        offsets[j] = offset
+        n_negative[j] = negative
+
+
+# ---------------------------------------------------------------------------
+# Search
+# ---------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def _queue_push(priorities, refs, size, priority, ref):
+    """Push onto a binary max-heap; grow the arrays when full. Return them and the size."""
+    if size == priorities.shape[0]:
+        grown_priorities = np.empty(2 * size, priorities.dtype)
+        grown_refs = np.empty(2 * size, refs.dtype)
+        grown_priorities[:size] = priorities
+        grown_refs[:size] = refs
+        priorities = grown_priorities
+        refs = grown_refs
+    position = size
+    while position > 0:
+        parent = (position - 1) >> 1
+        if priorities[parent] >= priority:
+            break
+        priorities[position] = priorities[parent]
+        refs[position] = refs[parent]
+        position = parent
+    priorities[position] = priority
+    refs[position] = ref
+    return priorities, refs, size + 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _queue_pop(priorities, refs, size):
+    """Remove the top of a binary max-heap; return it and the new size."""
+    top_priority = priorities[0]
+    top_ref = refs[0]
+    size -= 1
+    last_priority = priorities[size]
+    last_ref = refs[size]
+    position = 0
+    while True:
+        child = 2 * position + 1
+        if child >= size:
+            break
+        if child + 1 < size and priorities[child + 1] > priorities[child]:
+            child += 1
+        if priorities[child] <= last_priority:
+            break
+        priorities[position] = priorities[child]
+        refs[position] = refs[child]
+        position = child
+    priorities[position] = last_priority
+    refs[position] = last_ref
+    return top_priority, top_ref, size
+
+
+@numba.njit(cache=True, nogil=True)
+def _worse(key_a, id_a, key_b, id_b):
+    """Order of the top-k heap: a larger key is worse, ties go to the larger id."""
+    return key_a > key_b or (key_a == key_b and id_a > id_b)
+
+
+@numba.njit(cache=True, nogil=True)
+def _top_sift_down(keys, ids, size, position):
+    key = keys[position]
+    item = ids[position]
+    while True:
+        child = 2 * position + 1
+        if child >= size:
+            break
+        if child + 1 < size and _worse(keys[child + 1], ids[child + 1], keys[child], ids[child]):
+            child += 1
+        if not _worse(keys[child], ids[child], key, item):
+            break
+        keys[position] = keys[child]
+        ids[position] = ids[child]
+        position = child
+    keys[position] = key
+    ids[position] = item
+
+
+@numba.njit(cache=True, nogil=True)
+def _top_offer(keys, ids, size, key, item):
+    """Offer a candidate to a bounded max-heap of the best ``keys.shape[0]``; return the size."""
+    capacity = keys.shape[0]
+    if size < capacity:
+        position = size
+        while position > 0:
+            parent = (position - 1) >> 1
+            if not _worse(key, item, keys[parent], ids[parent]):
+                break
+            keys[position] = keys[parent]
+            ids[position] = ids[parent]
+            position = parent
+        keys[position] = key
+        ids[position] = item
+        return size + 1
+    if _worse(keys[0], ids[0], key, item):
+        keys[0] = key
+        ids[0] = item
+        _top_sift_down(keys, ids, size, 0)
+    return size
+
+
+@numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _rank_key(metric, query, vector):
+    """Exact ranking key, smaller is better: squared distance or negative inner product."""
+    if metric == METRIC_EUCLIDEAN:
+        return _squared_distance(query, vector)
+    total = np.float32(0.0)
+    for c in range(query.shape[0]):
+        total += query[c] * vector[c]
+    return -total
+
+
+@numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _margin(hyperplane, offset, query):
+    """Signed distance of the query to a plane, over the query's coordinates only.
+
+    Trees for the inner-product metric have one more coordinate than the queries,
+    and the queries' value there is zero, so it is skipped.
+    """
+    total = offset
+    for c in range(query.shape[0]):
+        total += hyperplane[c] * query[c]
+    return total
+
+
+@numba.njit(cache=True, nogil=True)
+def _search_one(
+    tree_query,
+    rank_query,
+    self_id,
+    vectors,
+    hyperplanes,
+    offsets,
+    children,
+    leaf_bounds,
+    leaf_indices,
+    roots,
+    metric,
+    search_k,
+    stamps,
+    epoch,
+    queue_priorities,
+    queue_refs,
+    top_keys,
+    top_ids,
+    out_ids,
+    out_keys,
+):
+    """Search one query and write its sorted top-k into ``out_ids`` and ``out_keys``.
+
+    ``stamps[item] == epoch`` marks an item already scored for this query, which
+    removes the duplicates that several trees return. Returns the queue arrays,
+    which may have grown.
+    """
+    infinity = np.float32(np.inf)
+    size = 0
+    for t in range(roots.shape[0]):
+        queue_priorities, queue_refs, size = _queue_push(queue_priorities, queue_refs, size, infinity, roots[t])
+    if self_id >= 0:
+        stamps[self_id] = epoch
+
+    n_scored = 0
+    n_top = 0
+    while size > 0 and n_scored < search_k:
+        priority, ref, size = _queue_pop(queue_priorities, queue_refs, size)
+        while ref >= 0:
+            margin = _margin(hyperplanes[ref], offsets[ref], tree_query)
+            if margin >= 0:
+                near, far = children[ref, 1], children[ref, 0]
+            else:
+                near, far = children[ref, 0], children[ref, 1]
+            far_priority = min(priority, -abs(margin))
+            priority = min(priority, abs(margin))
+            queue_priorities, queue_refs, size = _queue_push(queue_priorities, queue_refs, size, far_priority, far)
+            # Going down directly is what a push and a pop would do, unless some
+            # other queued subtree now has the higher priority.
+            if size > 0 and queue_priorities[0] > priority:
+                queue_priorities, queue_refs, size = _queue_push(queue_priorities, queue_refs, size, priority, near)
+                priority, ref, size = _queue_pop(queue_priorities, queue_refs, size)
+            else:
+                ref = near
+
+        leaf = ~ref
+        for position in range(leaf_bounds[leaf, 0], leaf_bounds[leaf, 1]):
+            item = leaf_indices[position]
+            if stamps[item] == epoch:
+                continue
+            stamps[item] = epoch
+            n_scored += 1
+            key = _rank_key(metric, rank_query, vectors[item])
+            n_top = _top_offer(top_keys, top_ids, n_top, key, item)
+
+    # Pop the heap from the worst down so the output runs best first.
+    k = out_ids.shape[0]
+    for slot in range(n_top, k):
+        out_ids[slot] = -1
+        out_keys[slot] = infinity
+    for slot in range(n_top - 1, -1, -1):
+        out_keys[slot] = top_keys[0]
+        out_ids[slot] = top_ids[0]
+        top_keys[0] = top_keys[slot]
+        top_ids[0] = top_ids[slot]
+        _top_sift_down(top_keys, top_ids, slot, 0)
+    return queue_priorities, queue_refs
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def search_batch(
+    tree_queries,
+    rank_queries,
+    self_ids,
+    valid,
+    vectors,
+    hyperplanes,
+    offsets,
+    children,
+    leaf_bounds,
+    leaf_indices,
+    roots,
+    metric,
+    search_k,
+    n_chunks,
+    out_ids,
+    out_keys,
+):
+    """Search every query; rows with ``valid[q] == False`` get the padding (-1, +inf).
+
+    ``self_ids[q] >= 0`` names an item that query q must not return. Each chunk of
+    queries owns its scratch arrays and its rows of the outputs.
+    """
+    n_queries = tree_queries.shape[0]
+    k = out_ids.shape[1]
+    for chunk in numba.prange(n_chunks):
+        low = chunk * n_queries // n_chunks
+        high = (chunk + 1) * n_queries // n_chunks
+        stamps = np.zeros(vectors.shape[0], np.int32)
+        queue_priorities = np.empty(4 * roots.shape[0] + 64, np.float32)
+        queue_refs = np.empty(4 * roots.shape[0] + 64, np.int32)
+        top_keys = np.empty(k, np.float32)
+        top_ids = np.empty(k, np.int32)
+        for q in range(low, high):
+            if not valid[q]:
+                out_ids[q, :] = -1
+                out_keys[q, :] = np.inf
+                continue
+            queue_priorities, queue_refs = _search_one(
+                tree_queries[q],
+                rank_queries[q],
+                self_ids[q],
+                vectors,
+                hyperplanes,
+                offsets,
+                children,
+                leaf_bounds,
+                leaf_indices,
+                roots,
+                metric,
+                search_k,
+                stamps,
+                q - low + 1,
+                queue_priorities,
+                queue_refs,
+                top_keys,
+                top_ids,
+                out_ids[q],
+                out_keys[q],
+            )

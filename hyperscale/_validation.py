@@ -1,0 +1,159 @@
+"""Input checks shared by the public API: clear errors before any kernel runs."""
+
+import numbers
+
+import numpy as np
+
+# float32 overflows above this; scores and squared distances must stay below it.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+_MAX_ROWS_LISTED = 5
+
+
+def _describe_rows(rows):
+    shown = ", ".join(str(int(r)) for r in rows[:_MAX_ROWS_LISTED])
+    more = len(rows) - _MAX_ROWS_LISTED
+    return f"[{shown}{f', … ({more} more)' if more > 0 else ''}]"
+
+
+def as_matrix(values, name):
+    """Return ``values`` as a new C-contiguous float32 (n, d) array; raise on bad input.
+
+    The caller's array is never modified: the result is always a copy. Accepts
+    any array-like of real numbers (lists, integer, float, strided, Fortran-order
+    or read-only arrays).
+    """
+    try:
+        array = np.asarray(values)
+    except (ValueError, TypeError) as error:
+        raise TypeError(f"{name} could not be converted to a numeric array: {error}") from None
+    if array.dtype == object or not (
+        np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.bool_)
+    ):
+        raise TypeError(f"{name} must hold real numbers, got an array of dtype {array.dtype}")
+    if np.issubdtype(array.dtype, np.complexfloating):
+        raise TypeError(f"{name} must hold real numbers, got complex dtype {array.dtype}")
+    if array.ndim != 2:
+        hint = ""
+        if array.ndim == 1:
+            hint = (
+                f"; use {name}.reshape(1, -1) for a single vector "
+                f"or {name}.reshape(-1, 1) for one-dimensional vectors"
+            )
+        raise ValueError(f"{name} must be a 2-D array (n_vectors, dim), got shape {array.shape}{hint}")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(f"{name} must have at least one row and one column, got shape {array.shape}")
+
+    finite_rows = np.isfinite(array).all(axis=1)
+    if not finite_rows.all():
+        bad = np.flatnonzero(~finite_rows)
+        raise ValueError(
+            f"{name} contains NaN or infinity in rows {_describe_rows(bad)}; "
+            "remove or impute those rows before indexing"
+        )
+    # Keep the copy even for float32 input: the index owns its arrays.
+    with np.errstate(over="ignore"):
+        matrix = np.array(array, dtype=np.float32, order="C", copy=True)
+    overflow_rows = ~np.isfinite(matrix).all(axis=1)
+    if overflow_rows.any():
+        bad = np.flatnonzero(overflow_rows)
+        raise ValueError(
+            f"{name} has values in rows {_describe_rows(bad)} that overflow float32 "
+            f"(largest magnitude {FLOAT32_MAX:.3g}); rescale the vectors"
+        )
+    return matrix
+
+
+def check_same_dim(dim, expected, name, expected_name):
+    if dim != expected:
+        raise ValueError(
+            f"{name} have {dim} dimensions but {expected_name} have {expected}; "
+            "both must come from the same model"
+        )
+
+
+def _is_integer(value):
+    return isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_count(value, name, maximum, maximum_description):
+    """Return ``value`` as an int in [1, maximum]; raise TypeError or ValueError otherwise."""
+    if not _is_integer(value):
+        raise TypeError(f"{name} must be an integer, got {value!r} of type {type(value).__name__}")
+    value = int(value)
+    if value <= 0:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    if value > maximum:
+        raise ValueError(
+            f"{name}={value} is larger than {maximum_description} ({maximum}); "
+            f"ask for at most {maximum}"
+        )
+    return value
+
+
+def check_optional_positive(value, name):
+    """Return None or ``value`` as a positive int; used for n_trees, leaf_size, search_k."""
+    if value is None:
+        return None
+    if not _is_integer(value):
+        raise TypeError(f"{name} must be a positive integer or None, got {value!r}")
+    if int(value) <= 0:
+        raise ValueError(f"{name} must be a positive integer or None, got {int(value)}")
+    return int(value)
+
+
+def check_vector_id(value, n_vectors):
+    """Return a row id in [0, n_vectors) as an int.
+
+    Negative ids are rejected rather than counted from the end, so that a -1 used
+    as a "missing" marker elsewhere never selects the last row by accident.
+    """
+    if not _is_integer(value):
+        raise TypeError(f"vector_id must be an integer, got {value!r} of type {type(value).__name__}")
+    value = int(value)
+    if not 0 <= value < n_vectors:
+        raise IndexError(f"vector_id {value} is out of range: valid ids are 0 to {n_vectors - 1}")
+    return value
+
+
+def check_ids(values, n_vectors, name):
+    """Return an int64 array of row ids, each in [0, n_vectors)."""
+    ids = np.asarray(values)
+    if ids.ndim == 0:
+        ids = ids.reshape(1)
+    if ids.ndim != 1:
+        raise ValueError(f"{name} must be an integer or a 1-D array of integers, got shape {ids.shape}")
+    if ids.size and not np.issubdtype(ids.dtype, np.integer):
+        raise TypeError(f"{name} must hold integers, got dtype {ids.dtype}")
+    ids = ids.astype(np.int64)
+    out_of_range = (ids < 0) | (ids >= n_vectors)
+    if out_of_range.any():
+        raise IndexError(
+            f"{name} has ids out of range: {_describe_rows(ids[out_of_range])}; "
+            f"valid ids are 0 to {n_vectors - 1}"
+        )
+    return ids
+
+
+def check_metric(metric, allowed):
+    if not isinstance(metric, str) or metric not in allowed:
+        raise ValueError(f"metric must be one of {', '.join(map(repr, allowed))}, got {metric!r}")
+    return metric
+
+
+def tree_seeds(random_state, n_trees):
+    """Draw one uint64 seed per tree from an int, a numpy Generator, a RandomState or None.
+
+    None draws fresh entropy from the operating system, so each build differs.
+    """
+    if isinstance(random_state, np.random.RandomState):
+        return random_state.randint(0, 2**63, size=n_trees, dtype=np.uint64)
+    if random_state is None or _is_integer(random_state) or isinstance(random_state, np.random.Generator):
+        if _is_integer(random_state) and int(random_state) < 0:
+            raise ValueError(f"random_state must be a non-negative integer, got {int(random_state)}")
+        generator = np.random.default_rng(random_state)
+        return generator.integers(0, 2**63, size=n_trees, dtype=np.uint64)
+    raise TypeError(
+        "random_state must be None, an integer, a numpy Generator or a numpy RandomState, "
+        f"got {random_state!r}"
+    )
