@@ -1,5 +1,6 @@
 """Build and search a flat random-projection forest with the kernels of ``_kernels``."""
 
+import threading
 from dataclasses import dataclass
 
 import numba
@@ -15,6 +16,25 @@ MAX_DEPTH = 200
 # Queries per kernel call: large enough to keep every core busy, small enough for
 # the progress bar to move.
 QUERY_BATCH = 4096
+
+
+# Numba's "workqueue" threading layer, its fallback when neither TBB nor OpenMP is
+# available, aborts the process when two Python threads run parallel kernels at
+# once. The "omp" and "tbb" layers allow it, so the lock is taken only for the
+# workqueue layer, and for the first call, before the layer is known.
+_WORKQUEUE_LOCK = threading.Lock()
+
+
+def _run_parallel(kernel, *args):
+    try:
+        thread_safe = numba.threading_layer() != "workqueue"
+    except ValueError:
+        thread_safe = False
+    if thread_safe:
+        kernel(*args)
+    else:
+        with _WORKQUEUE_LOCK:
+            kernel(*args)
 
 
 @dataclass
@@ -121,8 +141,17 @@ def build_forest(data, item_ids, tree_seeds, leaf_size, through_origin, progress
         hyperplanes = np.empty((new_splits, tree_dim), dtype=np.float32)
         offsets = np.empty(new_splits, dtype=np.float32)
         n_negative = np.empty(new_splits, dtype=np.int64)
-        _kernels.split_level(
-            data, leaf_indices, split_starts, split_ends, seeds, through_origin, hyperplanes, offsets, n_negative
+        _run_parallel(
+            _kernels.split_level,
+            data,
+            leaf_indices,
+            split_starts,
+            split_ends,
+            seeds,
+            through_origin,
+            hyperplanes,
+            offsets,
+            n_negative,
         )
         hyperplane_levels.append(hyperplanes)
         offset_levels.append(offsets)
@@ -154,26 +183,48 @@ def build_forest(data, item_ids, tree_seeds, leaf_size, through_origin, progress
     )
 
 
-def search_forest(forest, vectors, metric, tree_queries, rank_queries, self_ids, valid, k, search_k, progress=None):
+def search_forest(
+    forest,
+    vectors,
+    metric,
+    tree_queries,
+    rank_queries,
+    self_ids,
+    valid,
+    exclusions,
+    allowed,
+    k,
+    search_k,
+    progress=None,
+):
     """Search all queries in batches; return (ids int32, keys float32), best first.
 
-    Keys are the kernel's ranking keys (smaller is better); rows or slots with no
-    result hold id -1 and key +inf.
+    ``exclusions`` is a CSR pair (indptr, indices) with one row per query and
+    ``allowed`` a uint8 mask of the items that may be returned. Keys are the
+    kernel's ranking keys (smaller is better). Slots with no result hold id -1
+    and key +inf.
     """
     n_queries = tree_queries.shape[0]
     out_ids = np.empty((n_queries, k), dtype=np.int32)
     out_keys = np.empty((n_queries, k), dtype=np.float32)
-    if k == 0:
+    if k == 0 or n_queries == 0:
         return out_ids, out_keys
+    indptr, indices = exclusions
+    allowed_ids = np.flatnonzero(allowed).astype(np.int32)
     n_threads = numba.get_num_threads()
     for low in range(0, n_queries, QUERY_BATCH):
         high = min(low + QUERY_BATCH, n_queries)
         n_chunks = min(high - low, 4 * n_threads)
-        _kernels.search_batch(
+        _run_parallel(
+            _kernels.search_batch,
             tree_queries[low:high],
             rank_queries[low:high],
             self_ids[low:high],
             valid[low:high],
+            indptr[low : high + 1] - indptr[low],
+            indices[indptr[low] : indptr[high]],
+            allowed,
+            allowed_ids,
             vectors,
             *forest.arrays(),
             metric,

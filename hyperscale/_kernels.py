@@ -29,9 +29,10 @@ Search
 ------
 ``search_batch`` runs an Annoy-style best-first search per query: one priority queue
 over all trees, keyed by the smallest signed margin on the path from the root, until
-``search_k`` distinct candidates have been scored exactly. Queries run in parallel,
-each chunk of queries with its own scratch arrays, so results do not depend on the
-thread count and concurrent calls share no state.
+``search_k`` distinct eligible candidates have been scored exactly. Excluded items
+are marked as seen before the search starts, so filters cost no extra pass. Queries
+run in parallel, each chunk of queries with its own scratch arrays, so results do
+not depend on the thread count and concurrent calls share no state.
 """
 
 import numba
@@ -44,7 +45,7 @@ METRIC_EUCLIDEAN = 0
 METRIC_ANGULAR = 1
 METRIC_DOT = 2
 
-# A split whose larger side holds more than this share of the points is retried.
+# A split whose larger side has more than this share of the points is retried.
 _MAX_IMBALANCE = 0.95
 # The last attempt is accepted up to this share before falling back to a random split.
 _MAX_IMBALANCE_LAST = 0.99
@@ -188,9 +189,9 @@ def _split_node(data, ids, through_origin, seed, hyperplane):
     """Split one node; return (offset, size of the negative side).
 
     Writes the normal into ``hyperplane`` and reorders ``ids`` so that the negative
-    side comes first. Tries two-means planes up to ``_SPLIT_ATTEMPTS`` times; when
-    every plane leaves the node badly unbalanced (duplicates, near-parallel points)
-    it shuffles the ids and halves them, with a zero normal as the marker.
+    side comes first. Tries up to ``_SPLIT_ATTEMPTS`` two-means planes. When every
+    plane leaves the node badly unbalanced (duplicates, near-parallel points), it
+    shuffles the ids and halves them, and a zero normal marks the random split.
     """
     count = ids.shape[0]
     dim = data.shape[1]
@@ -370,10 +371,41 @@ def _margin(hyperplane, offset, query):
 
 
 @numba.njit(cache=True, nogil=True)
-def _search_one(
+def _mark_excluded(stamps, epoch, allowed, self_id, excluded):
+    """Stamp the query's own id and its excluded items as seen.
+
+    Returns how many of them were eligible, so the caller knows how many eligible
+    items are left for this query. Duplicated ids are counted once.
+    """
+    n_removed = 0
+    if self_id >= 0:
+        stamps[self_id] = epoch
+        n_removed += allowed[self_id]
+    for position in range(excluded.shape[0]):
+        item = excluded[position]
+        if stamps[item] != epoch:
+            stamps[item] = epoch
+            n_removed += allowed[item]
+    return n_removed
+
+
+@numba.njit(cache=True, nogil=True)
+def _scan_all(rank_query, vectors, metric, allowed_ids, stamps, epoch, top_keys, top_ids):
+    """Score every eligible item not yet stamped; return the size of the top-k heap."""
+    n_top = 0
+    for position in range(allowed_ids.shape[0]):
+        item = allowed_ids[position]
+        if stamps[item] == epoch:
+            continue
+        key = _rank_key(metric, rank_query, vectors[item])
+        n_top = _top_offer(top_keys, top_ids, n_top, key, item)
+    return n_top
+
+
+@numba.njit(cache=True, nogil=True)
+def _search_trees(
     tree_query,
     rank_query,
-    self_id,
     vectors,
     hyperplanes,
     offsets,
@@ -383,27 +415,24 @@ def _search_one(
     roots,
     metric,
     search_k,
+    allowed,
     stamps,
     epoch,
     queue_priorities,
     queue_refs,
     top_keys,
     top_ids,
-    out_ids,
-    out_keys,
 ):
-    """Search one query and write its sorted top-k into ``out_ids`` and ``out_keys``.
+    """Best-first search over all trees until ``search_k`` eligible items are scored.
 
-    ``stamps[item] == epoch`` marks an item already scored for this query, which
-    removes the duplicates that several trees return. Returns the queue arrays,
-    which may have grown.
+    ``stamps[item] == epoch`` marks an item already scored or excluded for this
+    query, which also removes the duplicates that several trees return. Returns
+    the size of the top-k heap and the queue arrays, which may have grown.
     """
     infinity = np.float32(np.inf)
     size = 0
     for t in range(roots.shape[0]):
         queue_priorities, queue_refs, size = _queue_push(queue_priorities, queue_refs, size, infinity, roots[t])
-    if self_id >= 0:
-        stamps[self_id] = epoch
 
     n_scored = 0
     n_top = 0
@@ -432,22 +461,28 @@ def _search_one(
             if stamps[item] == epoch:
                 continue
             stamps[item] = epoch
+            if not allowed[item]:
+                continue
             n_scored += 1
             key = _rank_key(metric, rank_query, vectors[item])
             n_top = _top_offer(top_keys, top_ids, n_top, key, item)
+    return n_top, queue_priorities, queue_refs
 
-    # Pop the heap from the worst down so the output runs best first.
+
+@numba.njit(cache=True, nogil=True)
+def _write_sorted(top_keys, top_ids, n_top, out_ids, out_keys):
+    """Write the top-k heap best first, then pad the row with (-1, +inf)."""
     k = out_ids.shape[0]
     for slot in range(n_top, k):
         out_ids[slot] = -1
-        out_keys[slot] = infinity
+        out_keys[slot] = np.inf
+    # Pop the heap from the worst down so the output runs best first.
     for slot in range(n_top - 1, -1, -1):
         out_keys[slot] = top_keys[0]
         out_ids[slot] = top_ids[0]
         top_keys[0] = top_keys[slot]
         top_ids[0] = top_ids[slot]
         _top_sift_down(top_keys, top_ids, slot, 0)
-    return queue_priorities, queue_refs
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -456,6 +491,10 @@ def search_batch(
     rank_queries,
     self_ids,
     valid,
+    exclude_indptr,
+    exclude_indices,
+    allowed,
+    allowed_ids,
     vectors,
     hyperplanes,
     offsets,
@@ -469,13 +508,19 @@ def search_batch(
     out_ids,
     out_keys,
 ):
-    """Search every query; rows with ``valid[q] == False`` get the padding (-1, +inf).
+    """Search every query and write its top-k rows, best first.
 
-    ``self_ids[q] >= 0`` names an item that query q must not return. Each chunk of
-    queries owns its scratch arrays and its rows of the outputs.
+    Query q skips ``self_ids[q]`` (when >= 0) and the items
+    ``exclude_indices[exclude_indptr[q]:exclude_indptr[q + 1]]``, and returns only
+    items with ``allowed[item] == 1``; ``allowed_ids`` lists those items. When no
+    more than ``search_k`` eligible items remain, it scores all of them, which is
+    exact and cheaper than walking the trees. Rows with ``valid[q] == False`` and
+    slots left empty get the padding (-1, +inf). Each chunk of queries owns its
+    scratch arrays and its rows of the outputs, so no two threads share a write.
     """
     n_queries = tree_queries.shape[0]
     k = out_ids.shape[1]
+    n_allowed = allowed_ids.shape[0]
     for chunk in numba.prange(n_chunks):
         low = chunk * n_queries // n_chunks
         high = (chunk + 1) * n_queries // n_chunks
@@ -489,25 +534,30 @@ def search_batch(
                 out_ids[q, :] = -1
                 out_keys[q, :] = np.inf
                 continue
-            queue_priorities, queue_refs = _search_one(
-                tree_queries[q],
-                rank_queries[q],
-                self_ids[q],
-                vectors,
-                hyperplanes,
-                offsets,
-                children,
-                leaf_bounds,
-                leaf_indices,
-                roots,
-                metric,
-                search_k,
-                stamps,
-                q - low + 1,
-                queue_priorities,
-                queue_refs,
-                top_keys,
-                top_ids,
-                out_ids[q],
-                out_keys[q],
-            )
+            epoch = q - low + 1
+            excluded = exclude_indices[exclude_indptr[q] : exclude_indptr[q + 1]]
+            n_eligible = n_allowed - _mark_excluded(stamps, epoch, allowed, self_ids[q], excluded)
+            if n_eligible <= search_k:
+                n_top = _scan_all(rank_queries[q], vectors, metric, allowed_ids, stamps, epoch, top_keys, top_ids)
+            else:
+                n_top, queue_priorities, queue_refs = _search_trees(
+                    tree_queries[q],
+                    rank_queries[q],
+                    vectors,
+                    hyperplanes,
+                    offsets,
+                    children,
+                    leaf_bounds,
+                    leaf_indices,
+                    roots,
+                    metric,
+                    search_k,
+                    allowed,
+                    stamps,
+                    epoch,
+                    queue_priorities,
+                    queue_refs,
+                    top_keys,
+                    top_ids,
+                )
+            _write_sorted(top_keys, top_ids, n_top, out_ids[q], out_keys[q])

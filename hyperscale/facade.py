@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from . import _transform, _validation
+from . import _filters, _transform, _validation
 from ._log import log_step
 from .index import METRICS, VectorIndex
 
@@ -77,7 +77,19 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
             log_step(self.verbose, "saved the index to %s", written)
         return index
 
-    def recommend(self, user_vectors, item_vectors, n_vectors=10, n_trees=None, search_k=None):
+    def recommend(
+        self,
+        user_vectors,
+        item_vectors,
+        n_vectors=10,
+        n_trees=None,
+        search_k=None,
+        exclude=None,
+        items=None,
+        exclude_items=None,
+        return_scores=False,
+        target_recall=None,
+    ):
         """Return the top ``n_vectors`` items for every user, by inner product.
 
         Parameters
@@ -89,23 +101,52 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
         n_trees : int, optional
             Trees of the index; default dim + 1 (the dimension after the transform).
         search_k : int, optional
-            Distinct candidates scored exactly per user; default 3 * n_vectors * n_trees.
+            Distinct eligible candidates scored exactly per user; default
+            3 * n_vectors * n_trees, or the value ``target_recall`` picks.
+        exclude : sparse matrix, boolean array or list of id arrays, optional
+            Items each user must not get, typically the items already seen: a
+            scipy.sparse matrix (CSR, CSC, COO or any other format) or a boolean
+            array of shape (n_users, n_items), or a list with one id array per
+            user. Row i belongs to ``user_vectors[i]``; a wrong shape or length
+            raises ValueError.
+        items : array of ids or boolean mask, optional
+            Allow-list: rank only these items. The result keeps the original ids.
+        exclude_items : array of ids or boolean mask, optional
+            Deny-list for every user. It wins over ``items``.
+        return_scores : bool, default False
+            Also return the exact inner products, float32, best first.
+        target_recall : float, optional
+            Instead of ``search_k``: estimate recall@n_vectors on a sample of up
+            to 1,000 users against exact search and use the smallest search
+            effort that reaches this value (see :meth:`VectorIndex.tune`).
 
         Returns
         -------
-        int32 ndarray (n_users, n_vectors)
+        ids : int32 ndarray (n_users, n_vectors)
             Item row ids, largest inner product first.
+        scores : float32 ndarray (n_users, n_vectors), only with ``return_scores``
+            The exact inner products, never clipped.
+
+        When the filters leave fewer than ``n_vectors`` items for a user, the row
+        ends with id -1 and score -inf.
         """
         users = _validation.as_matrix(user_vectors, "user_vectors")
-        items = _validation.as_matrix(item_vectors, "item_vectors")
-        _validation.check_same_dim(users.shape[1], items.shape[1], "user_vectors", "item_vectors")
-        n_vectors = _validation.check_count(n_vectors, "n_vectors", items.shape[0], "the number of items")
+        items_matrix = _validation.as_matrix(item_vectors, "item_vectors")
+        _validation.check_same_dim(users.shape[1], items_matrix.shape[1], "user_vectors", "item_vectors")
+        n_vectors = _validation.check_count(n_vectors, "n_vectors", items_matrix.shape[0], "the number of items")
+        # Check the filters before the build, so a mistake costs no time.
+        _filters.exclusions_to_csr(exclude, users.shape[0], items_matrix.shape[0], "user_vectors")
+        _filters.eligible_mask(np.ones(items_matrix.shape[0], dtype=bool), items, exclude_items)
 
-        index = self._new_index("dot", n_trees).build(items)
+        index = self._new_index("dot", n_trees).build(items_matrix)
         log_step(self.verbose, "augmenting user vectors with an extra dimension (zero, so it is implicit)")
+        if target_recall is not None and search_k is None:
+            search_k, _ = index.tune(users, target_recall=target_recall, k=n_vectors)
         log_step(self.verbose, "finding top %d for all %d users", n_vectors, users.shape[0])
-        ids, _ = index.query(users, k=n_vectors, search_k=search_k)
-        return ids
+        ids, scores = index.query(
+            users, k=n_vectors, search_k=search_k, exclude=exclude, items=items, exclude_items=exclude_items
+        )
+        return (ids, scores) if return_scores else ids
 
     def find_similar_vectors(
         self,
@@ -116,6 +157,11 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
         metric="euclidean",
         search_k=None,
         exclude_self=False,
+        exclude=None,
+        items=None,
+        exclude_items=None,
+        return_scores=False,
+        target_recall=None,
     ):
         """Return the ``n_vectors`` most similar vectors for every vector, or for one.
 
@@ -127,36 +173,65 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
         n_vectors : int, default 10
             Neighbours per row.
         metric : {"euclidean", "angular", "dot"}, default "euclidean"
+        search_k : int, optional
+            Distinct eligible candidates scored exactly per row; default
+            3 * n_vectors * n_trees.
         exclude_self : bool, default False
             False: each row starts with the vector itself, as in Annoy's
             ``get_nns_by_item`` (exact duplicates follow at distance 0). True: the
-            vector itself is left out; its duplicates are still returned.
+            vector itself is left out, but its duplicates are still returned.
+        exclude : sparse matrix, boolean array or list of id arrays, optional
+            Vectors each row must not return; one row per queried vector (n rows,
+            or 1 row with ``vector_id``).
+        items, exclude_items : array of ids or boolean mask, optional
+            Allow-list and deny-list of the vectors that may be returned.
+        return_scores : bool, default False
+            Also return the second array of :meth:`VectorIndex.query`: the
+            Euclidean distance, the cosine distance 1 - cos (for "angular") or the
+            inner product (for "dot").
+        target_recall : float, optional
+            Instead of ``search_k``: tune the search effort on a sample of up to
+            1,000 rows to reach this estimated recall.
 
         Returns
         -------
         int32 ndarray
-            (n, n_vectors) for every row, or (n_vectors,) for one ``vector_id``.
-            Under "angular", the row of an all-zero vector is all -1.
+            (n, n_vectors) for every row, or (n_vectors,) for one ``vector_id``;
+            with ``return_scores`` also the float32 values of the same shape.
+            Under "angular", the row of an all-zero vector is all -1. Filters that
+            leave too few vectors end a row with id -1.
         """
         metric = _validation.check_metric(metric, METRICS)
         matrix = _validation.as_matrix(vectors, "vectors")
         if vector_id is not None:
             vector_id = _validation.check_vector_id(vector_id, matrix.shape[0])
-        limit = matrix.shape[0] - 1 if exclude_self else matrix.shape[0]
-        if limit == 0:
-            raise ValueError("exclude_self=True needs at least 2 vectors; vectors holds 1")
-        n_vectors = _validation.check_count(
-            n_vectors,
-            "n_vectors",
-            limit,
-            "the number of vectors minus the vector itself" if exclude_self else "the number of vectors",
-        )
+        if exclude_self and matrix.shape[0] == 1:
+            raise ValueError("exclude_self=True needs at least 2 vectors; vectors has 1")
+        if exclude_self:
+            limit, description = matrix.shape[0] - 1, "the number of vectors minus the vector itself"
+        else:
+            limit, description = matrix.shape[0], "the number of vectors"
+        n_vectors = _validation.check_count(n_vectors, "n_vectors", limit, description)
+        n_rows = matrix.shape[0] if vector_id is None else 1
+        _filters.exclusions_to_csr(exclude, n_rows, matrix.shape[0], "queried vectors")
+        _filters.eligible_mask(np.ones(matrix.shape[0], dtype=bool), items, exclude_items)
 
         index = self._new_index(metric, n_trees).build(matrix)
+        if target_recall is not None and search_k is None:
+            search_k, _ = index.tune(matrix, target_recall=target_recall, k=n_vectors)
+        options = dict(
+            k=n_vectors,
+            search_k=search_k,
+            exclude_self=exclude_self,
+            exclude=exclude,
+            items=items,
+            exclude_items=exclude_items,
+        )
         if vector_id is None:
             log_step(self.verbose, "finding top %d for all %d vectors", n_vectors, matrix.shape[0])
-            ids, _ = index.neighbors(None, k=n_vectors, search_k=search_k, exclude_self=exclude_self)
-            return ids
-        log_step(self.verbose, "finding top %d for vector %d", n_vectors, vector_id)
-        ids, _ = index.neighbors(vector_id, k=n_vectors, search_k=search_k, exclude_self=exclude_self)
-        return ids[0]
+            ids, values = index.neighbors(None, **options)
+        else:
+            log_step(self.verbose, "finding top %d for vector %d", n_vectors, vector_id)
+            ids, values = index.neighbors(vector_id, **options)
+            ids, values = ids[0], values[0]
+        return (ids, values) if return_scores else ids

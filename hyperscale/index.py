@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from . import _forest, _kernels, _persist, _transform, _validation
+from . import _filters, _forest, _kernels, _persist, _transform, _tuning, _validation
 from ._log import log_step, progress_bar
 from ._version import __version__
 
@@ -28,10 +28,10 @@ SEARCH_K_PER_TREE = 3
 class VectorIndex:
     """An approximate nearest-neighbour index over a fixed set of vectors.
 
-    The index is a forest of random-projection trees in the manner of Annoy: each
+    The index is a forest of random-projection trees in the manner of Annoy. Each
     node splits its points by a hyperplane between two centroids found by a short
-    two-means, and a query searches all trees at once with one priority queue,
-    then ranks the candidates by their exact distance or inner product.
+    two-means. A query searches all trees at once with one priority queue, then
+    ranks the candidates by their exact distance or inner product.
 
     Parameters
     ----------
@@ -77,6 +77,7 @@ class VectorIndex:
         self.show_progress = show_progress
         self.verbose = verbose
         self._forest = None
+        self._search_k_per_result = None
 
     # ------------------------------------------------------------------
     # Build
@@ -168,8 +169,14 @@ class VectorIndex:
         return int(self._vectors.nbytes + self._forest.nbytes + self._indexed.nbytes)
 
     def default_search_k(self, k):
-        """Candidates scored per query when ``search_k`` is None: 3 * k * n_trees."""
+        """Candidates scored per query when ``search_k`` is None.
+
+        After :meth:`tune` this is the tuned number of candidates per result times
+        ``k``; before, ``3 * k * n_trees``.
+        """
         self._check_built()
+        if self._search_k_per_result is not None:
+            return max(k, int(round(self._search_k_per_result * k)))
         return SEARCH_K_PER_TREE * k * self._n_trees_built
 
     def __repr__(self):
@@ -187,7 +194,7 @@ class VectorIndex:
     def save(self, path):
         """Write the index to one file at ``path``; return the path as a string.
 
-        The file holds the vectors the index ranks with and the forest, so
+        The file contains the vectors the index ranks with and the forest, so
         :meth:`load` needs nothing else. Saving a loaded index gives the same bytes.
         """
         self._check_built()
@@ -218,8 +225,8 @@ class VectorIndex:
     def load(cls, path, mmap=True, show_progress=True, verbose=True):
         """Load an index written by :meth:`save`.
 
-        With ``mmap=True`` (the default) the arrays stay in the file and the
-        operating system pages them in as queries touch them; the file must not
+        With ``mmap=True`` (the default) the arrays stay in the file, and the
+        operating system pages them in as queries touch them. The file must not
         change while the index is in use.
         """
         header, arrays = _persist.read_index(path, mmap=mmap)
@@ -255,54 +262,86 @@ class VectorIndex:
         index._n_trees_built = header["n_trees"]
         index._leaf_size_used = header["leaf_size"]
         if index._forest.n_trees != header["n_trees"]:
-            raise ValueError(f"{path} is corrupt: it holds {index._forest.n_trees} trees, the header says {header['n_trees']}")
+            raise ValueError(
+                f"{path} is corrupt: it contains {index._forest.n_trees} trees, but its header says {header['n_trees']}"
+            )
         return index
 
     # ------------------------------------------------------------------
     # Search
     # ------------------------------------------------------------------
 
-    def query(self, queries, k=10, search_k=None):
+    def query(self, queries, k=10, search_k=None, exclude=None, items=None, exclude_items=None):
         """Find the ``k`` best indexed vectors for each row of ``queries`` (n_queries, dim).
+
+        Parameters
+        ----------
+        queries : array-like (n_queries, dim)
+        k : int, default 10
+            Results per query; at most ``len(index)``.
+        search_k : int, optional
+            Distinct eligible candidates scored exactly per query, at least ``k``.
+            More gives higher recall and slower queries. Default: the value chosen
+            by :meth:`tune`, else ``3 * k * n_trees``. The same budget applies to
+            every query, so with a fixed search_k a top-1 answer is the first entry
+            of the top-10 answer. A query with no more than ``search_k`` eligible
+            items scores all of them, which is exact.
+        exclude : sparse matrix, boolean array or list of id arrays, optional
+            Items each query must not return, such as the items a user has
+            already seen: a scipy.sparse matrix (any format) or a boolean array of
+            shape (n_queries, len(index)), or a list of id arrays, one per query.
+            Row i applies to the i-th query.
+        items : array of ids or boolean mask, optional
+            Allow-list: rank only these items. Results keep the original ids.
+        exclude_items : array of ids or boolean mask, optional
+            Deny-list for every query. It wins over ``items``.
 
         Returns
         -------
         ids : int32 ndarray (n_queries, k)
-            Row ids of the indexed vectors, best first. Nothing is excluded: a
-            query equal to an indexed vector finds that vector.
+            Row ids of the indexed vectors, best first. Only the filters exclude
+            anything: a query equal to an indexed vector finds that vector.
         distances : float32 ndarray (n_queries, k)
             "euclidean": the Euclidean distance, ascending. "angular": the cosine
             distance 1 - cos(q, x) in [0, 2], ascending. "dot": the exact inner
             product q·x, descending (a score, not a distance).
 
-        Slots without a result hold id -1 and distance +inf (-inf for "dot"); this
-        happens only under "angular" for a zero query or when fewer than ``k``
-        vectors are non-zero.
-
-        ``search_k`` is the number of distinct candidates scored exactly per query
-        (at least ``k``); more gives higher recall and slower queries. The default
-        is ``3 * k * n_trees``, the same for every query, so for a fixed search_k
-        a top-1 answer is the first entry of the top-10 answer.
+        When fewer than ``k`` items are eligible, the row ends with id -1 and
+        distance +inf (-inf for "dot"). Under "angular" a zero query gets a row of
+        padding, because it has no direction.
         """
         self._check_built()
         queries = _validation.as_matrix(queries, "queries")
         _validation.check_same_dim(queries.shape[1], self._dim, "queries", "the indexed vectors")
         k = _validation.check_count(k, "k", len(self), "the number of indexed vectors")
         search_k = self._effective_search_k(k, search_k)
+        exclusions = _filters.exclusions_to_csr(exclude, queries.shape[0], len(self), "queries")
+        allowed = _filters.eligible_mask(self._indexed, items, exclude_items)
         self_ids = np.full(queries.shape[0], -1, dtype=np.int32)
-        ids, keys = self._search(queries, self_ids, k, search_k, "queries")
+        ids, keys = self._search(queries, self_ids, exclusions, allowed, k, search_k, "queries")
         return ids, self._distances(keys)
 
-    def neighbors(self, ids=None, k=10, search_k=None, exclude_self=False):
+    def neighbors(
+        self,
+        ids=None,
+        k=10,
+        search_k=None,
+        exclude_self=False,
+        exclude=None,
+        items=None,
+        exclude_items=None,
+    ):
         """Find the ``k`` best indexed vectors for indexed vectors, by row id.
 
         ``ids`` is one id, an array of ids, or None for every row. With
         ``exclude_self=False`` (the default) each row lists the vector itself
-        first, as Annoy's ``get_nns_by_item`` does: its distance is 0, and an exact
+        first, as Annoy's ``get_nns_by_item`` does. Its distance is 0, and an exact
         duplicate follows it at distance 0 too. Under "dot" the vector itself is
         ranked by its own inner product like any other item. With
         ``exclude_self=True`` the vector itself never appears, but its duplicates
-        do. Returns ``(ids, distances)`` as :meth:`query` does, one row per id.
+        do. The filters (``exclude`` with one row per id, ``items``,
+        ``exclude_items``) apply to the other results, as in :meth:`query`, which
+        describes the return value.
         """
         self._check_built()
         n_vectors = len(self)
@@ -310,27 +349,71 @@ class VectorIndex:
             row_ids = np.arange(n_vectors, dtype=np.int64)
         else:
             row_ids = _validation.check_ids(ids, n_vectors, "ids")
-        limit = n_vectors - 1 if exclude_self else n_vectors
-        description = "the number of indexed vectors minus the vector itself" if exclude_self else (
-            "the number of indexed vectors"
-        )
-        if limit == 0:
-            raise ValueError("exclude_self=True needs an index of at least 2 vectors; this one holds 1")
-        k = _validation.check_count(k, "k", limit, description)
+        if exclude_self:
+            if n_vectors == 1:
+                raise ValueError("exclude_self=True needs an index of at least 2 vectors; this one has 1")
+            k = _validation.check_count(k, "k", n_vectors - 1, "the number of indexed vectors minus the vector itself")
+        else:
+            k = _validation.check_count(k, "k", n_vectors, "the number of indexed vectors")
         search_k = self._effective_search_k(k, search_k)
+        exclusions = _filters.exclusions_to_csr(exclude, len(row_ids), n_vectors, "ids")
+        allowed = _filters.eligible_mask(self._indexed, items, exclude_items)
 
-        queries = self._query_vectors(row_ids)
+        queries = np.ascontiguousarray(self._vectors[row_ids])
         self_ids = row_ids.astype(np.int32)
-        found_ids, keys = self._search(queries, self_ids, k, search_k, "vectors")
+        found_ids, keys = self._search(queries, self_ids, exclusions, allowed, k, search_k, "vectors")
         distances = self._distances(keys)
         if exclude_self:
             return found_ids, distances
         return self._put_self_first(row_ids, found_ids, distances, k)
 
-    def _query_vectors(self, row_ids):
-        """Return the stored rows as queries in the caller's space."""
-        vectors = self._vectors[row_ids]
-        return np.ascontiguousarray(vectors)
+    # ------------------------------------------------------------------
+    # Recall control
+    # ------------------------------------------------------------------
+
+    def recall(self, queries, k=10, search_k=None):
+        """Return the mean recall@k of :meth:`query` against exact search on ``queries``.
+
+        Exact search scores every indexed vector with numpy, so a sample of a few
+        thousand queries is usually enough.
+        """
+        self._check_built()
+        queries = _validation.as_matrix(queries, "queries")
+        _validation.check_same_dim(queries.shape[1], self._dim, "queries", "the indexed vectors")
+        k = _validation.check_count(k, "k", self.n_indexed, "the number of indexed non-zero vectors")
+        truth = _tuning.exact_top_k(self, queries, k)
+        found, _ = self.query(queries, k=k, search_k=search_k)
+        return _tuning.mean_recall(found, truth)
+
+    def tune(self, queries, target_recall=0.95, k=10, sample=1000, random_state=0):
+        """Choose the smallest ``search_k`` whose estimated recall@k reaches ``target_recall``.
+
+        Estimates recall on up to ``sample`` rows of ``queries`` against exact
+        search and stores the choice as a number of candidates per result, so
+        later queries without ``search_k`` use ``ratio * k``. Logs the choice and
+        the estimate, and returns ``(search_k, estimated_recall)``. The estimate
+        comes from a sample, so the recall on other queries can be a little lower.
+        """
+        self._check_built()
+        queries = _validation.as_matrix(queries, "queries")
+        _validation.check_same_dim(queries.shape[1], self._dim, "queries", "the indexed vectors")
+        search_k, estimate, n_sample = _tuning.choose_search_k(self, queries, target_recall, k, sample, random_state)
+        self._search_k_per_result = search_k / k
+        log_step(
+            self.verbose,
+            "chose search_k=%d for k=%d: estimated recall@%d %.3f on %d sample queries (target %.3f)",
+            search_k,
+            k,
+            k,
+            estimate,
+            n_sample,
+            target_recall,
+        )
+        return search_k, estimate
+
+    # ------------------------------------------------------------------
+    # Helpers
+    # ------------------------------------------------------------------
 
     def _effective_search_k(self, k, search_k):
         search_k = _validation.check_optional_positive(search_k, "search_k")
@@ -338,7 +421,7 @@ class VectorIndex:
             return self.default_search_k(k)
         return max(search_k, k)
 
-    def _search(self, queries, self_ids, k, search_k, unit):
+    def _search(self, queries, self_ids, exclusions, allowed, k, search_k, unit):
         """Run the kernels; return ids and raw keys (smaller is better)."""
         metric_code = _METRIC_CODES[self.metric]
         valid = np.ones(queries.shape[0], dtype=bool)
@@ -366,6 +449,8 @@ class VectorIndex:
                 rank_queries,
                 self_ids,
                 valid,
+                exclusions,
+                allowed,
                 k,
                 search_k,
                 bar,
@@ -380,7 +465,7 @@ class VectorIndex:
         if self.metric == "euclidean":
             distances = np.sqrt(np.maximum(keys, 0))
         elif self.metric == "angular":
-            # keys are -cos; rounding can push |cos| a little past 1.
+            # The keys are -cos, and rounding can push |cos| a little past 1.
             distances = np.clip(1 + keys, 0, 2)
             distances[padding] = np.inf
         else:
@@ -401,30 +486,30 @@ class VectorIndex:
         """
         self_distances = self._self_distances(row_ids)
         if self.metric == "dot":
-            # Scores descend; the vector itself goes ahead of equal scores.
+            # Scores descend, and the vector itself goes ahead of equal scores.
             positions = np.sum(distances > self_distances[:, None], axis=1)
         else:
             positions = np.sum(distances < self_distances[:, None], axis=1)
-        merged_ids = np.empty((len(row_ids), k + 1), dtype=np.int32)
-        merged_distances = np.empty((len(row_ids), k + 1), dtype=np.float32)
         columns = np.arange(k + 1)[None, :]
         before = columns < positions[:, None]
         at = columns == positions[:, None]
-        shifted = np.concatenate([found_ids[:, :1], found_ids], axis=1)
+        # Column c of the merged row is found[c] before the insertion point and
+        # found[c - 1] after it.
+        same_column_ids = np.concatenate([found_ids, found_ids[:, :1]], axis=1)
+        same_column_distances = np.concatenate([distances, distances[:, :1]], axis=1)
+        shifted_ids = np.concatenate([found_ids[:, :1], found_ids], axis=1)
         shifted_distances = np.concatenate([distances[:, :1], distances], axis=1)
-        padded_ids = np.concatenate([found_ids, found_ids[:, :1]], axis=1)
-        padded_distances = np.concatenate([distances, distances[:, :1]], axis=1)
-        merged_ids[:] = np.where(before, padded_ids, shifted)
-        merged_distances[:] = np.where(before, padded_distances, shifted_distances)
+        merged_ids = np.where(before, same_column_ids, shifted_ids).astype(np.int32)
+        merged_distances = np.where(before, same_column_distances, shifted_distances).astype(np.float32)
         merged_ids[at] = row_ids.astype(np.int32)
         merged_distances[at] = self_distances
-        merged_ids = merged_ids[:, :k]
-        merged_distances = merged_distances[:, :k]
+        merged_ids = np.ascontiguousarray(merged_ids[:, :k])
+        merged_distances = np.ascontiguousarray(merged_distances[:, :k])
         if self.metric == "angular":
             not_indexed = ~self._indexed[row_ids]
             merged_ids[not_indexed] = -1
             merged_distances[not_indexed] = np.inf
-        return np.ascontiguousarray(merged_ids), np.ascontiguousarray(merged_distances)
+        return merged_ids, merged_distances
 
 
 def _is_plain_int(value):

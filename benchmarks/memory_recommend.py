@@ -1,0 +1,67 @@
+"""Peak memory and wall time of ``recommend`` for many users against many items.
+
+Each measurement runs in a fresh process: it generates the vectors, compiles the
+kernels on a small warm-up call, records the peak resident set size (RSS), then
+runs ``recommend`` once and reports how far the peak grew. The full float32 score
+matrix for 20,000 users x 50,000 items would need 4 GB; the growth shows whether
+hyperscale ever builds it.
+
+Usage: python benchmarks/memory_recommend.py [--users 20000] [--items 50000] [--dim 32]
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+
+CHILD = """
+import json, resource, sys, time
+import numpy as np
+from hyperscale import hyperscale
+
+n_users, n_items, dim = (int(v) for v in sys.argv[1:4])
+rng = np.random.default_rng(30)
+items = rng.normal(size=(n_items, dim)).astype(np.float32)
+users = rng.normal(size=(n_users, dim)).astype(np.float32)
+hs = hyperscale(random_state=0, show_progress=False, verbose=False)
+hs.recommend(users[:50], items[:2000])
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+start = time.perf_counter()
+ids = hs.recommend(users, items, n_vectors=10)
+seconds = time.perf_counter() - start
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"users": n_users, "items": n_items, "dim": dim, "seconds": seconds,
+                  "peak_growth_mib": (after - before) / 1024, "shape": list(ids.shape),
+                  "dtype": str(ids.dtype), "input_mib": (users.nbytes + items.nbytes) / 2**20}))
+"""
+
+
+def measure(n_users, n_items, dim):
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, str(n_users), str(n_items), str(dim)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(result.stdout)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=20_000, help="users at 1x (default 20,000)")
+    parser.add_argument("--items", type=int, default=50_000, help="items (default 50,000)")
+    parser.add_argument("--dim", type=int, default=32, help="dimensions (default 32)")
+    args = parser.parse_args()
+
+    print("| users | items | dim | recommend (s) | peak RSS growth (MiB) | input arrays (MiB) | output |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    for factor in (1, 2, 4):
+        row = measure(args.users * factor, args.items, args.dim)
+        print(
+            f"| {row['users']:,} | {row['items']:,} | {row['dim']} | {row['seconds']:.1f} | "
+            f"{row['peak_growth_mib']:.0f} | {row['input_mib']:.0f} | {tuple(row['shape'])} {row['dtype']} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

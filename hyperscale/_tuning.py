@@ -1,0 +1,99 @@
+"""Exact search with numpy, recall against it, and the choice of ``search_k``."""
+
+import numpy as np
+
+from . import _transform
+
+# Rows of queries scored per matrix product: bounds the temporary score block to
+# _EXACT_BLOCK x n_items floats.
+_EXACT_BLOCK = 1024
+
+
+def exact_top_k(index, queries, k):
+    """Return the exact top-k ids (int64, best first) of an index's metric, by brute force.
+
+    Rows whose query has no answer (a zero query under "angular") are all -1.
+    """
+    vectors = index._vectors
+    eligible = index._indexed
+    truth = np.full((queries.shape[0], k), -1, dtype=np.int64)
+    valid = np.ones(queries.shape[0], dtype=bool)
+    if index.metric == "angular":
+        queries, zero = _transform.unit_rows(queries)
+        valid = ~zero
+    squared_norms = np.einsum("ij,ij->i", vectors, vectors) if index.metric == "euclidean" else None
+
+    for low in range(0, queries.shape[0], _EXACT_BLOCK):
+        block = queries[low : low + _EXACT_BLOCK]
+        products = block @ vectors.T
+        if index.metric == "euclidean":
+            # |q - x|² minus the constant |q|², so larger is still worse.
+            keys = squared_norms[None, :] - 2 * products
+        else:
+            keys = -products
+        keys[:, ~eligible] = np.inf
+        top = np.argpartition(keys, k - 1, axis=1)[:, :k]
+        order = np.argsort(np.take_along_axis(keys, top, axis=1), axis=1, kind="stable")
+        truth[low : low + len(block)] = np.take_along_axis(top, order, axis=1)
+    truth[~valid] = -1
+    return truth
+
+
+def mean_recall(found, truth):
+    """Return the mean share of each true top-k row found; rows without an answer are skipped."""
+    answered = truth[:, 0] >= 0
+    if not answered.any():
+        return 1.0
+    hits = [
+        len(np.intersect1d(found_row, truth_row[truth_row >= 0]))
+        for found_row, truth_row in zip(found[answered], truth[answered])
+    ]
+    return float(np.mean(hits)) / truth.shape[1]
+
+
+def choose_search_k(index, queries, target_recall, k, sample, random_state):
+    """Return (smallest search_k reaching the target on a sample, its recall, sample size).
+
+    Doubles search_k from k until the sample's recall reaches the target, then
+    bisects down to within 10 %. Reaching the number of indexed vectors makes every
+    query exact, so the loop always ends.
+    """
+    if not (isinstance(target_recall, (int, float)) and 0 < target_recall <= 1):
+        raise ValueError(f"target_recall must be a number in (0, 1], got {target_recall!r}")
+    if not (isinstance(sample, (int, np.integer)) and sample > 0):
+        raise ValueError(f"sample must be a positive integer, got {sample!r}")
+    n_indexed = index.n_indexed
+    if not 0 < k <= n_indexed:
+        raise ValueError(f"k={k} must be between 1 and the number of indexed non-zero vectors ({n_indexed})")
+
+    rng = np.random.default_rng(random_state)
+    n_sample = min(int(sample), queries.shape[0])
+    rows = np.sort(rng.choice(queries.shape[0], size=n_sample, replace=False))
+    sample_queries = np.ascontiguousarray(queries[rows])
+    truth = exact_top_k(index, sample_queries, k)
+
+    def measure(search_k):
+        show_progress = index.show_progress
+        index.show_progress = False
+        try:
+            found, _ = index.query(sample_queries, k=k, search_k=search_k)
+        finally:
+            index.show_progress = show_progress
+        return mean_recall(found, truth)
+
+    failing = None
+    search_k = k
+    estimate = measure(search_k)
+    while estimate < target_recall and search_k < n_indexed:
+        failing = search_k
+        search_k = min(2 * search_k, n_indexed)
+        estimate = measure(search_k)
+
+    while failing is not None and search_k - failing > max(k, search_k // 10):
+        middle = (failing + search_k) // 2
+        middle_estimate = measure(middle)
+        if middle_estimate >= target_recall:
+            search_k, estimate = middle, middle_estimate
+        else:
+            failing = middle
+    return search_k, estimate, n_sample
