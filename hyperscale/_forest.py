@@ -193,6 +193,7 @@ def search_forest(
     valid,
     exclusions,
     allowed,
+    head_ids,
     k,
     search_k,
     progress=None,
@@ -200,7 +201,8 @@ def search_forest(
     """Search all queries in batches; return (ids int32, keys float32), best first.
 
     ``exclusions`` is a CSR pair (indptr, indices) with one row per query and
-    ``allowed`` a uint8 mask of the items that may be returned. Keys are the
+    ``allowed`` a uint8 mask of the items that may be returned. ``head_ids`` are
+    items outside the trees that every query scores exactly. Keys are the
     kernel's ranking keys (smaller is better). Slots with no result hold id -1
     and key +inf.
     """
@@ -225,6 +227,7 @@ def search_forest(
             indices[indptr[low] : indptr[high]],
             allowed,
             allowed_ids,
+            head_ids,
             vectors,
             *forest.arrays(),
             metric,

@@ -93,39 +93,77 @@ def _squared_distance(a, b):
     return total
 
 
+# The build accumulates in float64: after the inner-product transform, items far
+# below the largest norm have coordinates near 1e-20, whose squares are subnormal
+# or zero in float32.
+@numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _squared_distance_wide(a, b):
+    total = 0.0
+    for c in range(a.shape[0]):
+        diff = np.float64(a[c]) - np.float64(b[c])
+        total += diff * diff
+    return total
+
+
 @numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
 def _normalize_in_place(vector):
-    total = np.float32(0.0)
+    total = 0.0
     for c in range(vector.shape[0]):
-        total += vector[c] * vector[c]
+        total += np.float64(vector[c]) * np.float64(vector[c])
     if total > 0:
-        scale = np.float32(1.0) / np.sqrt(total)
+        scale = 1.0 / np.sqrt(total)
         for c in range(vector.shape[0]):
-            vector[c] *= scale
+            vector[c] = vector[c] * scale
 
 
-@numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _two_means(data, ids, through_origin, state, first, second):
-    """Refine two sampled points into two centroids (Annoy's bounded two-means).
+@numba.njit(cache=True, nogil=True)
+def _same_vector(a, b):
+    for c in range(a.shape[0]):
+        if a[c] != b[c]:
+            return False
+    return True
 
-    Each distance is weighted by the size of its cluster so that one centroid does
-    not absorb every point. On return ``first`` and ``second`` hold the centroids.
+
+@numba.njit(cache=True, nogil=True)
+def _pick_pair(data, ids, state):
+    """Pick two positions of ``ids`` whose vectors differ; the second is -1 if none do.
+
+    A node of mostly identical points would otherwise keep drawing identical pairs,
+    and the planes that separate its few distinct points would never be tried.
     """
     count = ids.shape[0]
     state, i = _random_below(state, count)
     state, j = _random_below(state, count - 1)
     if j >= i:
         j += 1
+    if not _same_vector(data[ids[i]], data[ids[j]]):
+        return state, i, j
+    state, start = _random_below(state, count)
+    for t in range(count):
+        j = (start + t) % count
+        if not _same_vector(data[ids[i]], data[ids[j]]):
+            return state, i, j
+    return state, i, -1
+
+
+@numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _two_means(data, ids, through_origin, state, i, j, first, second):
+    """Refine the points at positions i and j into two centroids (Annoy's bounded two-means).
+
+    Each distance is weighted by the size of its cluster, so that one centroid does
+    not absorb every point. On return ``first`` and ``second`` contain the centroids.
+    """
+    count = ids.shape[0]
     first[:] = data[ids[i]]
     second[:] = data[ids[j]]
-    weight_first = np.float32(1.0)
-    weight_second = np.float32(1.0)
+    weight_first = 1.0
+    weight_second = 1.0
 
     for _ in range(min(_TWO_MEANS_ITERATIONS, 2 * count)):
         state, p = _random_below(state, count)
         point = data[ids[p]]
-        distance_first = weight_first * _squared_distance(first, point)
-        distance_second = weight_second * _squared_distance(second, point)
+        distance_first = weight_first * _squared_distance_wide(first, point)
+        distance_second = weight_second * _squared_distance_wide(second, point)
         if distance_first < distance_second:
             for c in range(first.shape[0]):
                 first[c] = (first[c] * weight_first + point[c]) / (weight_first + 1)
@@ -142,6 +180,14 @@ def _two_means(data, ids, through_origin, state, first, second):
 
 
 @numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _raw_margin(hyperplane, point):
+    total = 0.0
+    for c in range(point.shape[0]):
+        total += np.float64(hyperplane[c]) * np.float64(point[c])
+    return total
+
+
+@numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
 def _assign_sides(data, ids, hyperplane, offset, state, sides):
     """Put each point on side 0 or 1 of a plane and return the count on side 1.
 
@@ -150,10 +196,7 @@ def _assign_sides(data, ids, hyperplane, offset, state, sides):
     """
     n_positive = 0
     for t in range(ids.shape[0]):
-        point = data[ids[t]]
-        margin = offset
-        for c in range(point.shape[0]):
-            margin += hyperplane[c] * point[c]
+        margin = offset + _raw_margin(hyperplane, data[ids[t]])
         if margin > 0:
             side = 1
         elif margin < 0:
@@ -184,14 +227,33 @@ def _partition(ids, sides):
     return n_negative
 
 
+@numba.njit(cache=True, nogil=True)
+def _median_split(data, ids, hyperplane, sides):
+    """Halve the points at the median of their margins along ``hyperplane``; return the offset.
+
+    Keeps the direction of an unbalanced two-means plane, so a query still learns
+    which half is nearer. Points tied at the median are split by position.
+    """
+    count = ids.shape[0]
+    margins = np.empty(count, np.float64)
+    for t in range(count):
+        margins[t] = _raw_margin(hyperplane, data[ids[t]])
+    order = np.argsort(margins, kind="mergesort")
+    half = count // 2
+    for t in range(count):
+        sides[order[t]] = 0 if t < half else 1
+    return -0.5 * (margins[order[half - 1]] + margins[order[half]])
+
+
 @numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
 def _split_node(data, ids, through_origin, seed, hyperplane):
     """Split one node; return (offset, size of the negative side).
 
     Writes the normal into ``hyperplane`` and reorders ``ids`` so that the negative
-    side comes first. Tries up to ``_SPLIT_ATTEMPTS`` two-means planes. When every
-    plane leaves the node badly unbalanced (duplicates, near-parallel points), it
-    shuffles the ids and halves them, and a zero normal marks the random split.
+    side comes first. Tries up to ``_SPLIT_ATTEMPTS`` two-means planes. When each
+    leaves the node badly unbalanced (duplicates, near-parallel points), it halves
+    the node at the median margin along the last plane. Only a node of identical
+    points gets a random split, which a zero normal marks.
     """
     count = ids.shape[0]
     dim = data.shape[1]
@@ -199,29 +261,35 @@ def _split_node(data, ids, through_origin, seed, hyperplane):
     first = np.empty(dim, np.float32)
     second = np.empty(dim, np.float32)
     sides = np.empty(count, np.uint8)
+    has_plane = False
 
     for attempt in range(_SPLIT_ATTEMPTS):
-        state = _two_means(data, ids, through_origin, state, first, second)
-        norm = np.float32(0.0)
-        for c in range(dim):
-            hyperplane[c] = first[c] - second[c]
-            norm += hyperplane[c] * hyperplane[c]
+        state, i, j = _pick_pair(data, ids, state)
+        if j < 0:
+            break
+        state = _two_means(data, ids, through_origin, state, i, j, first, second)
+        norm = _squared_distance_wide(first, second)
         if not norm > 0:
             continue
-        norm = np.sqrt(norm)
-        offset = np.float32(0.0)
+        scale = 1.0 / np.sqrt(norm)
+        offset = 0.0
         for c in range(dim):
-            hyperplane[c] /= norm
+            hyperplane[c] = (np.float64(first[c]) - np.float64(second[c])) * scale
             if not through_origin:
-                offset -= hyperplane[c] * (first[c] + second[c]) * np.float32(0.5)
+                offset -= np.float64(hyperplane[c]) * 0.5 * (np.float64(first[c]) + np.float64(second[c]))
+        has_plane = True
 
         state, n_positive = _assign_sides(data, ids, hyperplane, offset, state, sides)
         larger = max(n_positive, count - n_positive)
         limit = _MAX_IMBALANCE_LAST if attempt == _SPLIT_ATTEMPTS - 1 else _MAX_IMBALANCE
         if n_positive > 0 and n_positive < count and larger <= limit * count:
-            return offset, _partition(ids, sides)
+            return np.float32(offset), _partition(ids, sides)
 
-    # Fisher-Yates shuffle, then halve: a balanced split that needs no geometry.
+    if has_plane:
+        offset = _median_split(data, ids, hyperplane, sides)
+        return np.float32(offset), _partition(ids, sides)
+
+    # All points are identical: a Fisher-Yates shuffle, then halve.
     for t in range(count - 1, 0, -1):
         state, u = _random_below(state, t + 1)
         swap = ids[t]
@@ -390,16 +458,23 @@ def _mark_excluded(stamps, epoch, allowed, self_id, excluded):
 
 
 @numba.njit(cache=True, nogil=True)
-def _scan_all(rank_query, vectors, metric, allowed_ids, stamps, epoch, top_keys, top_ids):
-    """Score every eligible item not yet stamped; return the size of the top-k heap."""
-    n_top = 0
-    for position in range(allowed_ids.shape[0]):
-        item = allowed_ids[position]
+def _scan_ids(rank_query, vectors, metric, candidate_ids, allowed, stamps, epoch, top_keys, top_ids, n_top):
+    """Score the eligible ``candidate_ids`` not yet stamped, and stamp them.
+
+    Returns the number scored and the new size of the top-k heap.
+    """
+    n_scored = 0
+    for position in range(candidate_ids.shape[0]):
+        item = candidate_ids[position]
         if stamps[item] == epoch:
             continue
+        stamps[item] = epoch
+        if not allowed[item]:
+            continue
+        n_scored += 1
         key = _rank_key(metric, rank_query, vectors[item])
         n_top = _top_offer(top_keys, top_ids, n_top, key, item)
-    return n_top
+    return n_scored, n_top
 
 
 @numba.njit(cache=True, nogil=True)
@@ -422,6 +497,8 @@ def _search_trees(
     queue_refs,
     top_keys,
     top_ids,
+    n_scored,
+    n_top,
 ):
     """Best-first search over all trees until ``search_k`` eligible items are scored.
 
@@ -434,8 +511,6 @@ def _search_trees(
     for t in range(roots.shape[0]):
         queue_priorities, queue_refs, size = _queue_push(queue_priorities, queue_refs, size, infinity, roots[t])
 
-    n_scored = 0
-    n_top = 0
     while size > 0 and n_scored < search_k:
         priority, ref, size = _queue_pop(queue_priorities, queue_refs, size)
         while ref >= 0:
@@ -495,6 +570,7 @@ def search_batch(
     exclude_indices,
     allowed,
     allowed_ids,
+    head_ids,
     vectors,
     hyperplanes,
     offsets,
@@ -514,7 +590,8 @@ def search_batch(
     ``exclude_indices[exclude_indptr[q]:exclude_indptr[q + 1]]``, and returns only
     items with ``allowed[item] == 1``; ``allowed_ids`` lists those items. When no
     more than ``search_k`` eligible items remain, it scores all of them, which is
-    exact and cheaper than walking the trees. Rows with ``valid[q] == False`` and
+    exact and cheaper than walking the trees. Otherwise it scores ``head_ids``,
+    the items kept out of the trees, then searches the trees. Rows with ``valid[q] == False`` and
     slots left empty get the padding (-1, +inf). Each chunk of queries owns its
     scratch arrays and its rows of the outputs, so no two threads share a write.
     """
@@ -538,8 +615,13 @@ def search_batch(
             excluded = exclude_indices[exclude_indptr[q] : exclude_indptr[q + 1]]
             n_eligible = n_allowed - _mark_excluded(stamps, epoch, allowed, self_ids[q], excluded)
             if n_eligible <= search_k:
-                n_top = _scan_all(rank_queries[q], vectors, metric, allowed_ids, stamps, epoch, top_keys, top_ids)
+                _, n_top = _scan_ids(
+                    rank_queries[q], vectors, metric, allowed_ids, allowed, stamps, epoch, top_keys, top_ids, 0
+                )
             else:
+                n_scored, n_top = _scan_ids(
+                    rank_queries[q], vectors, metric, head_ids, allowed, stamps, epoch, top_keys, top_ids, 0
+                )
                 n_top, queue_priorities, queue_refs = _search_trees(
                     tree_queries[q],
                     rank_queries[q],
@@ -559,5 +641,7 @@ def search_batch(
                     queue_refs,
                     top_keys,
                     top_ids,
+                    n_scored,
+                    n_top,
                 )
             _write_sorted(top_keys, top_ids, n_top, out_ids[q], out_keys[q])

@@ -140,7 +140,13 @@ def test_allow_and_deny_lists_together():
     items = rng.normal(size=(500, 8)).astype(np.float32)
     allowed = np.arange(0, 500, 2)
     denied = np.arange(0, 500, 6)
-    ids = quiet(random_state=0).recommend(users, items, n_vectors=5, items=allowed, exclude_items=denied)
+    approximate = quiet(random_state=0).recommend(users, items, n_vectors=5, items=allowed, exclude_items=denied)
+    assert np.isin(approximate, allowed).all()
+    assert not np.isin(approximate, denied).any()
+    # A budget of every item makes the search exact, so it must match brute force.
+    ids = quiet(random_state=0).recommend(
+        users, items, n_vectors=5, items=allowed, exclude_items=denied, search_k=500
+    )
     banned = np.ones((30, 500), dtype=bool)
     banned[:, allowed] = False
     banned[:, denied] = True
