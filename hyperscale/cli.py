@@ -77,7 +77,7 @@ def _add_index_options(parser, seed_default, seed_help):
         metavar="N",
         help=(
             "number of distinct candidates scored exactly per query; larger values give higher "
-            "recall and slower queries (default: 3 * k * n_trees)"
+            "recall and slower queries (default: 2 * k * n_trees)"
         ),
     )
     parser.add_argument(

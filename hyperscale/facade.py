@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from . import _filters, _transform, _validation
+from . import _dask, _filters, _transform, _validation
 from ._log import log_step
 from .index import METRICS, VectorIndex
 
@@ -102,7 +102,7 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
             Trees of the index; default dim + 1 (the dimension after the transform).
         search_k : int, optional
             Distinct eligible candidates scored exactly per user; default
-            3 * n_vectors * n_trees, or the value ``target_recall`` picks.
+            2 * n_vectors * n_trees, or the value ``target_recall`` picks.
         exclude : sparse matrix, boolean array or list of id arrays, optional
             Items each user must not get, typically the items already seen: a
             scipy.sparse matrix (CSR, CSC, COO or any other format) or a boolean
@@ -129,7 +129,26 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
 
         When the filters leave fewer than ``n_vectors`` items for a user, the row
         ends with id -1 and score -inf.
+
+        When ``user_vectors`` is a dask array, the results are dask arrays with
+        the same row chunks, searched when they are computed; ``exclude`` must
+        then be a sparse matrix, a boolean array or a list held on the client.
+        The README section "Scale out with Dask" describes what runs where.
         """
+        if _dask.is_dask_array(user_vectors):
+            return _dask.recommend(
+                self,
+                user_vectors,
+                item_vectors,
+                n_vectors,
+                n_trees,
+                search_k,
+                exclude,
+                items,
+                exclude_items,
+                return_scores,
+                target_recall,
+            )
         users = _validation.as_matrix(user_vectors, "user_vectors")
         items_matrix = _validation.as_matrix(item_vectors, "item_vectors")
         _validation.check_same_dim(users.shape[1], items_matrix.shape[1], "user_vectors", "item_vectors")
@@ -175,7 +194,7 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
         metric : {"euclidean", "angular", "dot"}, default "euclidean"
         search_k : int, optional
             Distinct eligible candidates scored exactly per row; default
-            3 * n_vectors * n_trees.
+            2 * n_vectors * n_trees.
         exclude_self : bool, default False
             False: each row starts with the vector itself, as in Annoy's
             ``get_nns_by_item`` (exact duplicates follow at distance 0). True: the

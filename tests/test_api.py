@@ -177,7 +177,7 @@ def test_index_properties(factors):
     assert index.n_indexed == 3_000
     assert index.nbytes > items.nbytes
     assert "n_trees=4" in repr(index)
-    assert index.default_search_k(10) == 3 * 10 * 4
+    assert index.default_search_k(10) == 2 * 10 * 4
 
 
 def test_build_vector_index_default_metric_angular(factors):

@@ -354,7 +354,7 @@ def test_duplicate_single_matches_batch(with_duplicate, metric, exclude_self):
 
 @pytest.mark.parametrize("metric", ["euclidean", "angular"])
 def test_duplicate_rows_exact(with_duplicate, metric):
-    # The default search effort (3 * 10 * 8 candidates) covers all 50 rows, so every
+    # The default search effort (2 * 10 * 8 candidates) covers all 50 rows, so every
     # row must contain the 10 smallest true distances. Rows 7 and 49 tie everywhere,
     # so the check compares distances, not ids.
     found = quiet().find_similar_vectors(with_duplicate, metric=metric)

@@ -1,0 +1,77 @@
+"""Recall@10 and time of ``recommend`` with default settings, against exact search.
+
+Workloads: the quickstart data (uniform [0, 1) items 100,000 x 16, users 10,000 x
+16, seed 42) and, when the data folder is present, the trained factors of
+MovieLens-100k (SVD, NMF, ALS) and Gowalla (ALS, 64 dims). Exact top-10 comes
+from numpy matrix products in row blocks. The kernels are compiled by a warm-up
+call first, so the times exclude compilation.
+
+Usage: python benchmarks/recall_defaults.py [--data ../shared/data]
+"""
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hyperscale import hyperscale
+
+
+def exact_top_k(users, items, k, block=2048):
+    result = np.empty((users.shape[0], k), dtype=np.int64)
+    for low in range(0, users.shape[0], block):
+        scores = users[low : low + block] @ items.T
+        result[low : low + block] = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    return result
+
+
+def recall(found, truth):
+    return float(np.mean([len(np.intersect1d(f, t)) for f, t in zip(found, truth)])) / truth.shape[1]
+
+
+def workloads(data_dir):
+    rng = np.random.default_rng(42)
+    items = rng.random((100_000, 16), dtype=np.float32)
+    users = rng.random((10_000, 16), dtype=np.float32)
+    yield "quickstart uniform", users, items
+    factors = data_dir / "factors"
+    if not factors.is_dir():
+        return
+    for name in ("svd64", "nmf64", "als64"):
+        yield f"ml-100k {name}", np.load(factors / f"ml100k_{name}_users.npy"), np.load(
+            factors / f"ml100k_{name}_items.npy"
+        )
+    yield "gowalla als64", np.load(factors / "gowalla_als64_users.npy"), np.load(
+        factors / "gowalla_als64_items.npy"
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    default_data = os.environ.get("HYPERSCALE_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    parser.add_argument("--data", default=default_data, help="real-data folder (default: $HYPERSCALE_DATA or ../shared/data)")
+    args = parser.parse_args()
+
+    hs = hyperscale(random_state=0, show_progress=False, verbose=False)
+    rng = np.random.default_rng(0)
+    hs.recommend(rng.random((100, 8)), rng.random((2_000, 8)))
+
+    print("| workload | users | items | dim | recommend (s) | exact numpy (s) | recall@10 |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, users, items in workloads(Path(args.data)):
+        start = time.perf_counter()
+        found = hs.recommend(users, items)
+        seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        truth = exact_top_k(users, items, 10)
+        exact_seconds = time.perf_counter() - start
+        print(
+            f"| {name} | {users.shape[0]:,} | {items.shape[0]:,} | {items.shape[1]} | "
+            f"{seconds:.2f} | {exact_seconds:.2f} | {recall(found, truth):.3f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
