@@ -12,7 +12,7 @@ _EXACT_BLOCK = 1024
 def exact_top_k(index, queries, k):
     """Return the exact top-k ids (int64, best first) of an index's metric, by brute force.
 
-    Rows whose query has no answer (a zero query under "angular") are all -1.
+    Rows of queries with no result (a zero query under "angular") are all -1.
     """
     vectors = index._vectors
     eligible = index._indexed
@@ -40,7 +40,7 @@ def exact_top_k(index, queries, k):
 
 
 def mean_recall(found, truth):
-    """Return the mean share of each true top-k row found; rows without an answer are skipped."""
+    """Return the mean share of each true top-k row found; rows with no true result are skipped."""
     answered = truth[:, 0] >= 0
     if not answered.any():
         return 1.0
