@@ -66,7 +66,10 @@ def read_index(path, mmap=True):
     With ``mmap=True`` the arrays are copy-on-write memory maps of the file.
     """
     path = os.fspath(path)
-    size = os.path.getsize(path)
+    try:
+        size = os.path.getsize(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"index file {path} not found; check the path, or write one with VectorIndex.save") from None
     with open(path, "rb") as handle:
         prefix = handle.read(_PREFIX.size)
         if len(prefix) < _PREFIX.size:

@@ -247,7 +247,7 @@ def load_matrix(path, option):
     except (ValueError, EOFError) as error:
         # np.load raises ValueError for truncated files and for arrays of Python
         # objects, and EOFError for a file without data.
-        raise CommandError(f"failed to load {label}: {error}") from None
+        raise CommandError(f"failed to load {label}: {error}; save a numeric array with numpy.save") from None
 
     if array.ndim != 2:
         raise CommandError(
