@@ -131,9 +131,9 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
         ends with id -1 and score -inf.
 
         When ``user_vectors`` is a dask array, the results are dask arrays with
-        the same row chunks, searched when they are computed; ``exclude`` must
-        then be a sparse matrix, a boolean array or a list held on the client.
-        The README section "Scale out with Dask" describes what runs where.
+        the same row chunks, searched when they are computed. ``exclude`` must
+        then be a sparse matrix, a boolean array or a list on the client. The
+        README section "Scale out with Dask" describes what runs where.
         """
         if _dask.is_dask_array(user_vectors):
             return _dask.recommend(
