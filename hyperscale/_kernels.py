@@ -663,7 +663,9 @@ def search_batch(
                     rank_queries[q], vectors, metric, allowed_ids, allowed, stamps, epoch, top_keys, top_ids, 0
                 )
             else:
-                n_scored, n_top = _scan_ids(
+                # The head comes on top of the budget: search_k counts tree candidates,
+                # so a budget below the head size still searches the trees.
+                _, n_top = _scan_ids(
                     rank_queries[q], vectors, metric, head_ids, allowed, stamps, epoch, top_keys, top_ids, 0
                 )
                 n_top, queue_priorities, queue_refs = _search_trees(
@@ -685,7 +687,7 @@ def search_batch(
                     queue_refs,
                     top_keys,
                     top_ids,
-                    n_scored,
+                    0,
                     n_top,
                 )
             _write_sorted(top_keys, top_ids, n_top, out_ids[q], out_keys[q])

@@ -301,8 +301,10 @@ class VectorIndex:
         k : int, default 10
             Results per query; at most ``len(index)``.
         search_k : int, optional
-            Distinct eligible candidates scored exactly per query, at least ``k``.
-            More gives higher recall and slower queries. Default: the value chosen
+            Distinct eligible candidates from the trees scored exactly per query,
+            at least ``k``. Under "dot" each query also scores the up to 64
+            largest-norm items, which stay out of the trees. More gives higher
+            recall and slower queries. Default: the value chosen
             by :meth:`tune`, else ``2 * k * n_trees``. The same budget applies to
             every query, so with a fixed search_k a top-1 answer is the first entry
             of the top-10 answer. A query with no more than ``search_k`` eligible
