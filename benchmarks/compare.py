@@ -1,0 +1,646 @@
+"""Recall@10 against speed, build time and memory: hyperscale, Annoy, hnswlib, FAISS, PyNNDescent.
+
+Every contender runs in one process on the same arrays, with the same number of
+threads (``--threads``, default 2), and sweeps its accuracy knob:
+
+- hyperscale: ``search_k`` at two values of ``n_trees``.
+- Annoy: ``search_k`` at two values of ``n_trees``. Annoy has no batch query, so
+  the queries run one at a time in ``--threads`` Python threads, each over its own
+  slice of the queries. Annoy 1.17.3 releases the GIL inside each search, but the
+  Python loop around it does not.
+- hnswlib: ``ef`` with ``M = 16`` and ``ef_construction = 200``.
+- FAISS: ``efSearch`` of ``IndexHNSWFlat`` with ``M = 16`` and ``efConstruction = 200``.
+- PyNNDescent: ``epsilon`` of ``NNDescent.query``, or ``n_neighbors`` of the
+  build for the all-items graph.
+- Exact search with numpy (one BLAS matrix product per block of queries).
+
+For inner product, Annoy, hnswlib and FAISS run twice. The "native dot" and
+"native ip" rows use the library's own inner-product space: Annoy's metric
+"dot", hnswlib's space "ip" and FAISS's METRIC_INNER_PRODUCT. The "euclidean
+transform" rows search by Euclidean distance with the transform that hyperscale
+uses internally: items from ``hyperscale.augment_vectors`` and queries with a
+zero column appended.
+PyNNDescent runs only on the transform, because its metric "dot" normalizes the
+vectors (pynndescent 0.7.0) and so ranks by cosine, not inner product.
+
+Workloads (fixed seeds):
+
+- W1: uniform [0, 1) items 100,000 x 16 and users 10,000 x 16 (seed 42, as in
+  recall_defaults.py), top 10 items per user by inner product.
+- W2: the top-10 Euclidean neighbour graph of all W1 items, without the item
+  itself. Annoy searches item by item for a sample of ``--graph-sample`` items and
+  its time is extrapolated to all items.
+- R1: Gowalla ALS factors with 64 dimensions from
+  ``$HYPERSCALE_DATA/factors/gowalla_als64_{users,items}.npy``, top 10 by inner
+  product for a random sample of ``--queries`` users. Skipped when the files are
+  missing.
+- W3 (1,000,000 x 64 inner product) and W4 (200,000 x 96 cosine) are planned but
+  not implemented.
+
+Build times include adding the vectors. Query times exclude converting the
+queries to float32 or to Python lists and exclude Numba compilation: hyperscale
+and PyNNDescent first build and query a small warm-up index. Index memory is the
+bytes of the index arrays where the library reports them, else the size of the
+saved or serialized index. The "memory from" column names the source. For W2 the
+throughput counts the search of all items but not the build, except for
+PyNNDescent, whose graph comes out of the build.
+
+``--quick`` runs every contender on 5,000 items and 500 queries with short sweeps
+and writes ``<workload>_quick.md`` and ``.png`` in place of the full results.
+
+Usage: python benchmarks/compare.py [--workload W1|W2|R1] [--workload ...] [--quick] [--threads 2]
+"""
+
+import argparse
+import os
+import sys
+
+# The thread count must be in the environment before numpy, numba and faiss load
+# their thread pools, so it is read here, before the imports below.
+_thread_parser = argparse.ArgumentParser(add_help=False)
+_thread_parser.add_argument("--threads", type=int, default=2)
+THREADS = _thread_parser.parse_known_args()[0].threads
+if THREADS < 1:
+    _thread_parser.error(f"--threads must be at least 1, got {THREADS}")
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ[_variable] = str(THREADS)
+
+import importlib  # noqa: E402
+import importlib.util  # noqa: E402
+import pickle  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+
+import hyperscale as hyperscale_package  # noqa: E402
+from hyperscale import VectorIndex, hyperscale  # noqa: E402
+from hyperscale._demo import exact_top_k, recall_at_k  # noqa: E402
+
+K = 10
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+DEFAULT_DATA = os.environ.get("HYPERSCALE_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+# Sweeps per workload size. Each list is one accuracy knob, from fast to accurate.
+FULL_SWEEP = {
+    "n_trees": (16, 50),
+    "search_k": (50, 100, 200, 400, 800, 1600, 3200),
+    "ef": (10, 16, 32, 64, 128, 256),
+    "epsilon": (0.0, 0.05, 0.1, 0.2, 0.3),
+    "graph_n_neighbors": (11, 15, 30),
+}
+QUICK_SWEEP = {
+    "n_trees": (16,),
+    "search_k": (100, 400, 1600),
+    "ef": (16, 64, 256),
+    "epsilon": (0.0, 0.1, 0.3),
+    "graph_n_neighbors": (11, 30),
+}
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 200
+
+
+@dataclass
+class Workload:
+    name: str
+    description: str
+    kind: str  # "query" (top-k for each query) or "graph" (top-k for every item, without itself)
+    metric: str  # "dot" or "euclidean"
+    items: np.ndarray
+    queries: np.ndarray
+    truth: np.ndarray = None
+    exact_seconds: float = 0.0
+    graph_sample: int = 0
+
+
+@dataclass
+class Row:
+    library: str
+    variant: str
+    build_params: str
+    query_param: str
+    build_seconds: float
+    search_seconds: float
+    n_searched: int
+    recall: float
+    memory_bytes: int
+    memory_source: str
+    notes: list = field(default_factory=list)
+
+    @property
+    def throughput(self):
+        return self.n_searched / self.search_seconds
+
+
+# ----------------------------------------------------------------------
+# Workloads and exact results
+# ----------------------------------------------------------------------
+
+
+def uniform_w1(quick):
+    rng = np.random.default_rng(42)
+    n_items, n_users = (5_000, 500) if quick else (100_000, 10_000)
+    items = rng.random((n_items, 16), dtype=np.float32)
+    users = rng.random((n_users, 16), dtype=np.float32)
+    return items, users
+
+
+def load_workload(name, quick, data_dir, n_queries, graph_sample):
+    """Build the named workload and its exact top-k, or return None when its data files are missing."""
+    if name == "W1":
+        items, users = uniform_w1(quick)
+        workload = Workload(
+            name, f"uniform [0, 1) items {items.shape[0]:,} x 16, users {users.shape[0]:,} x 16, seed 42, "
+            "top 10 by inner product", "query", "dot", items, users)
+    elif name == "W2":
+        items, _ = uniform_w1(quick)
+        workload = Workload(
+            name, f"Euclidean top-10 graph of all {items.shape[0]:,} W1 items (16 dims), the item itself "
+            "excluded", "graph", "euclidean", items, items, graph_sample=min(graph_sample, items.shape[0]))
+    elif name == "R1":
+        factors = Path(data_dir) / "factors"
+        users_path = factors / "gowalla_als64_users.npy"
+        items_path = factors / "gowalla_als64_items.npy"
+        if not (users_path.is_file() and items_path.is_file()):
+            print(f"R1 skipped: {users_path} or {items_path} not found (set HYPERSCALE_DATA or --data)")
+            return None
+        items = np.ascontiguousarray(np.load(items_path), dtype=np.float32)
+        users = np.ascontiguousarray(np.load(users_path), dtype=np.float32)
+        rng = np.random.default_rng(0)
+        if quick:
+            items = items[np.sort(rng.choice(items.shape[0], 5_000, replace=False))]
+            n_queries = 500
+        n_queries = min(n_queries, users.shape[0])
+        users = users[np.sort(rng.choice(users.shape[0], n_queries, replace=False))]
+        workload = Workload(
+            name, f"Gowalla ALS factors, {items.shape[0]:,} items x {items.shape[1]}, a random sample of "
+            f"{users.shape[0]:,} users (seed 0), top 10 by inner product", "query", "dot", items, users)
+    else:
+        raise ValueError(f"unknown workload {name!r}; choose W1, W2 or R1 (W3 and W4 are not implemented)")
+
+    start = time.perf_counter()
+    if workload.kind == "graph":
+        workload.truth = exact_euclidean_graph(workload.items, K)
+    else:
+        workload.truth = exact_top_k(workload.queries, workload.items, K)
+    workload.exact_seconds = time.perf_counter() - start
+    return workload
+
+
+def exact_euclidean_graph(items, k):
+    """Find each item's k nearest other items by Euclidean distance, by brute force.
+
+    The smallest |x - y|² is the largest 2 x·y - |y|², an inner product between
+    (2x, -1) and (y, |y|²), so the inner-product search of exact_top_k applies.
+    """
+    squared_norms = np.einsum("ij,ij->i", items, items)
+    queries = np.hstack([2 * items, -np.ones((items.shape[0], 1), dtype=np.float32)])
+    targets = np.hstack([items, squared_norms[:, None]])
+    return drop_self(exact_top_k(queries, targets, k + 1), k)
+
+
+def drop_self(ids, k, own_ids=None):
+    """Remove each row's own id and keep the first k of the rest.
+
+    Row i belongs to item own_ids[i], or to item i when own_ids is None. Rows
+    that do not contain their own id lose their last entry instead.
+    """
+    if own_ids is None:
+        own_ids = np.arange(ids.shape[0])
+    is_self = ids == own_ids[:, None]
+    order = np.argsort(is_self, axis=1, kind="stable")
+    return np.take_along_axis(ids, order, axis=1)[:, :k]
+
+
+def with_zero_column(queries):
+    return np.hstack([queries, np.zeros((queries.shape[0], 1), dtype=np.float32)])
+
+
+def euclidean_transform(workload):
+    """Return the Euclidean-transform items and queries of an inner-product workload."""
+    items = hyperscale(show_progress=False, verbose=False).augment_vectors(workload.items)
+    return np.ascontiguousarray(items, dtype=np.float32), with_zero_column(workload.queries)
+
+
+def inner_product_variants(workload):
+    """Yield (variant name, library metric, items, queries) for the native and transformed spaces."""
+    yield "native ip", "ip", workload.items, workload.queries
+    items, queries = euclidean_transform(workload)
+    yield "euclidean transform", "l2", items, queries
+
+
+def file_size_after(save):
+    """Call save(path) on a fresh temporary path and return the size of the file it writes."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "index")
+        save(path)
+        return os.path.getsize(path)
+
+
+def timed(function, *args, **kwargs):
+    start = time.perf_counter()
+    result = function(*args, **kwargs)
+    return result, time.perf_counter() - start
+
+
+# ----------------------------------------------------------------------
+# Contenders. Each yields one Row per point of its sweep.
+# ----------------------------------------------------------------------
+
+
+def run_exact(workload, sweep):
+    yield Row("numpy", "exact", "-", "-", 0.0, workload.exact_seconds, len(workload.queries),
+              recall_at_k(workload.truth, workload.truth), workload.items.nbytes, "item array",
+              ["one matmul + argpartition per block of queries"])
+
+
+def run_hyperscale(workload, sweep):
+    # Compile the kernels on a small index so that no timed call includes compilation.
+    rng = np.random.default_rng(1)
+    warm = VectorIndex(metric=workload.metric, n_trees=2, random_state=0, show_progress=False, verbose=False)
+    warm.build(rng.random((500, workload.items.shape[1]), dtype=np.float32))
+    warm.query(rng.random((5, workload.items.shape[1]), dtype=np.float32), k=K)
+    warm.neighbors(k=K, exclude_self=True)
+
+    for n_trees in sweep["n_trees"]:
+        index = VectorIndex(metric=workload.metric, n_trees=n_trees, random_state=0, show_progress=False,
+                            verbose=False)
+        _, build_seconds = timed(index.build, workload.items)
+        for search_k in sweep["search_k"]:
+            if workload.kind == "graph":
+                (found, _), seconds = timed(index.neighbors, k=K, search_k=search_k, exclude_self=True)
+            else:
+                (found, _), seconds = timed(index.query, workload.queries, k=K, search_k=search_k)
+            yield Row("hyperscale", workload.metric, f"n_trees={n_trees}", f"search_k={search_k}",
+                      build_seconds, seconds, len(found), recall_at_k(found, workload.truth),
+                      index.nbytes, "index.nbytes")
+
+
+def annoy_search(index, vectors, search_k):
+    """Query annoy one vector at a time in THREADS Python threads, one slice of the queries each."""
+    slices = np.array_split(np.arange(len(vectors)), THREADS)
+
+    def search_slice(rows):
+        return [index.get_nns_by_vector(vectors[row], K, search_k) for row in rows]
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        parts = list(pool.map(search_slice, slices))
+    return np.array([ids for part in parts for ids in part], dtype=np.int64)
+
+
+def annoy_search_items(index, item_ids, search_k):
+    """Find each sampled item's K nearest other items, in THREADS Python threads."""
+    slices = np.array_split(item_ids, THREADS)
+
+    def search_slice(rows):
+        return [index.get_nns_by_item(int(row), K + 1, search_k) for row in rows]
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        parts = list(pool.map(search_slice, slices))
+    return np.array([ids for part in parts for ids in part], dtype=np.int64)
+
+
+def run_annoy(workload, sweep):
+    import annoy
+
+    if workload.kind == "graph":
+        variants = [("euclidean", "euclidean", workload.items, None)]
+    else:
+        items, queries = euclidean_transform(workload)
+        variants = [("native dot", "dot", workload.items, workload.queries),
+                    ("euclidean transform", "euclidean", items, queries)]
+
+    for variant, metric, items, queries in variants:
+        for n_trees in sweep["n_trees"]:
+            index = annoy.AnnoyIndex(items.shape[1], metric)
+            index.set_seed(0)
+            start = time.perf_counter()
+            for item_id, vector in enumerate(items.tolist()):
+                index.add_item(item_id, vector)
+            index.build(n_trees, n_jobs=THREADS)
+            build_seconds = time.perf_counter() - start
+            memory = file_size_after(index.save)
+            for search_k in sweep["search_k"]:
+                notes = ["queries one at a time in Python threads"]
+                if workload.kind == "graph":
+                    sample = np.random.default_rng(0).choice(len(items), workload.graph_sample, replace=False)
+                    found, seconds = timed(annoy_search_items, index, sample, search_k)
+                    found = drop_self(found, K, own_ids=sample)
+                    recall = recall_at_k(found, workload.truth[sample])
+                    seconds *= len(items) / len(sample)
+                    n_searched = len(items)
+                    if len(sample) < len(items):
+                        notes = [f"{len(sample):,} sampled items, time extrapolated to all"]
+                    else:
+                        notes = ["every item searched one at a time in Python threads"]
+                else:
+                    query_lists = queries.tolist()
+                    found, seconds = timed(annoy_search, index, query_lists, search_k)
+                    recall = recall_at_k(found, workload.truth)
+                    n_searched = len(found)
+                yield Row("annoy", variant, f"n_trees={n_trees}", f"search_k={search_k}", build_seconds,
+                          seconds, n_searched, recall, memory, "saved file", notes)
+            index.unload()
+
+
+def run_hnswlib(workload, sweep):
+    import hnswlib
+
+    if workload.kind == "graph":
+        variants = [("euclidean", "l2", workload.items, workload.items)]
+    else:
+        variants = list(inner_product_variants(workload))
+
+    for variant, space, items, queries in variants:
+        index = hnswlib.Index(space=space, dim=items.shape[1])
+        index.set_num_threads(THREADS)
+        start = time.perf_counter()
+        index.init_index(max_elements=len(items), M=HNSW_M, ef_construction=HNSW_EF_CONSTRUCTION, random_seed=0)
+        index.add_items(items, np.arange(len(items)))
+        build_seconds = time.perf_counter() - start
+        memory = file_size_after(index.save_index)
+        for ef in sweep["ef"]:
+            index.set_ef(max(ef, K + 1))
+            found, seconds = timed(search_hnswlib, index, queries, workload.kind)
+            yield Row("hnswlib", variant, f"M={HNSW_M}, ef_construction={HNSW_EF_CONSTRUCTION}",
+                      f"ef={max(ef, K + 1)}", build_seconds, seconds, len(found),
+                      recall_at_k(found, workload.truth), memory, "saved file")
+
+
+def search_hnswlib(index, queries, kind):
+    if kind == "graph":
+        labels, _ = index.knn_query(queries, k=K + 1)
+        return drop_self(labels.astype(np.int64), K)
+    labels, _ = index.knn_query(queries, k=K)
+    return labels.astype(np.int64)
+
+
+def run_faiss(workload, sweep):
+    import faiss
+
+    faiss.omp_set_num_threads(THREADS)
+    if workload.kind == "graph":
+        variants = [("euclidean", "l2", workload.items, workload.items)]
+    else:
+        variants = list(inner_product_variants(workload))
+
+    for variant, space, items, queries in variants:
+        metric = faiss.METRIC_INNER_PRODUCT if space == "ip" else faiss.METRIC_L2
+        index = faiss.IndexHNSWFlat(items.shape[1], HNSW_M, metric)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        _, build_seconds = timed(index.add, items)
+        memory = faiss.serialize_index(index).nbytes
+        for ef in sweep["ef"]:
+            index.hnsw.efSearch = max(ef, K + 1)
+            found, seconds = timed(search_faiss, index, queries, workload.kind)
+            yield Row("faiss", variant, f"HNSWFlat M={HNSW_M}, efConstruction={HNSW_EF_CONSTRUCTION}",
+                      f"efSearch={max(ef, K + 1)}", build_seconds, seconds, len(found),
+                      recall_at_k(found, workload.truth), memory, "serialized index")
+
+
+def search_faiss(index, queries, kind):
+    if kind == "graph":
+        _, labels = index.search(queries, K + 1)
+        return drop_self(labels, K)
+    _, labels = index.search(queries, K)
+    return labels
+
+
+def pynndescent_nbytes(index):
+    """Return the bytes a prepared NNDescent index searches, and where the number comes from.
+
+    The private attributes read here exist in pynndescent 0.7.0. Other versions
+    fall back to the size of the pickled index.
+    """
+    try:
+        total = index._raw_data.nbytes
+        graph = index._search_graph
+        total += graph.data.nbytes + graph.indices.nbytes + graph.indptr.nbytes
+        for tree in index._search_forest:
+            total += sum(part.nbytes for part in tree if isinstance(part, np.ndarray))
+    except AttributeError:
+        return len(pickle.dumps(index)), "pickled index"
+    return total, "data + search graph + forest arrays"
+
+
+def warm_up_pynndescent(pynndescent, items):
+    """Build, prepare and query a small index of the same dimension, so that timed calls skip compilation."""
+    start = time.perf_counter()
+    warm_data = np.ascontiguousarray(items[:2_000])
+    warm = pynndescent.NNDescent(warm_data, metric="euclidean", n_jobs=THREADS, random_state=0)
+    warm.prepare()
+    warm.query(warm_data[:5], k=K, epsilon=0.1)
+    print(f"  pynndescent warm-up (compilation) took {time.perf_counter() - start:.1f} s", flush=True)
+
+
+def run_pynndescent(workload, sweep):
+    import pynndescent
+
+    if workload.kind == "graph":
+        warm_up_pynndescent(pynndescent, workload.items)
+        for n_neighbors in sweep["graph_n_neighbors"]:
+            start = time.perf_counter()
+            index = pynndescent.NNDescent(workload.items, metric="euclidean", n_neighbors=n_neighbors,
+                                          n_jobs=THREADS, random_state=0)
+            graph_ids, graph_distances = index.neighbor_graph
+            build_seconds = time.perf_counter() - start
+            found = drop_self(graph_ids.astype(np.int64), K)
+            memory = graph_ids.nbytes + graph_distances.nbytes + workload.items.nbytes
+            yield Row("pynndescent", "euclidean", f"n_neighbors={n_neighbors}", "neighbor_graph",
+                      build_seconds, build_seconds, len(found), recall_at_k(found, workload.truth),
+                      memory, "graph ids + distances + data", ["build is the search"])
+        return
+
+    items, queries = euclidean_transform(workload)
+    warm_up_pynndescent(pynndescent, items)
+    for variant, metric, index_items, index_queries in (("euclidean transform", "euclidean", items, queries),):
+        start = time.perf_counter()
+        index = pynndescent.NNDescent(index_items, metric=metric, n_jobs=THREADS, random_state=0)
+        index.prepare()
+        build_seconds = time.perf_counter() - start
+        memory, memory_source = pynndescent_nbytes(index)
+        for epsilon in sweep["epsilon"]:
+            (found, _), seconds = timed(index.query, index_queries, k=K, epsilon=epsilon)
+            yield Row("pynndescent", variant, "n_neighbors=30 (default)", f"epsilon={epsilon}", build_seconds,
+                      seconds, len(found), recall_at_k(found, workload.truth), memory, memory_source,
+                      ["build includes prepare()"])
+
+
+CONTENDERS = {
+    "numpy": (None, run_exact),
+    "hyperscale": (None, run_hyperscale),
+    "annoy": ("annoy", run_annoy),
+    "hnswlib": ("hnswlib", run_hnswlib),
+    "faiss": ("faiss", run_faiss),
+    "pynndescent": ("pynndescent", run_pynndescent),
+}
+
+
+# ----------------------------------------------------------------------
+# Output
+# ----------------------------------------------------------------------
+
+
+def library_versions():
+    versions = {"hyperscale": hyperscale_package.__version__, "numpy": np.__version__, "numba": numba.__version__}
+    for name, (module_name, _) in CONTENDERS.items():
+        if module_name is None:
+            continue
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            versions[name] = "not installed"
+            continue
+        versions[name] = getattr(module, "__version__", None) or package_version(name)
+    return versions
+
+
+def package_version(name):
+    from importlib import metadata
+
+    distribution = {"faiss": "faiss-cpu"}.get(name, name)
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def markdown_table(workload, rows, header_lines):
+    throughput_name = "vectors/s" if workload.kind == "graph" else "queries/s"
+    search_name = "search all (s)" if workload.kind == "graph" else "queries (s)"
+    lines = list(header_lines)
+    lines.append("")
+    lines.append(f"| library | variant | build params | search param | build (s) | {search_name} | "
+                 f"{throughput_name} | recall@10 | index (MB) | memory from | notes |")
+    lines.append("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |")
+    for row in rows:
+        lines.append(
+            f"| {row.library} | {row.variant} | {row.build_params} | {row.query_param} | "
+            f"{row.build_seconds:.2f} | {row.search_seconds:.2f} | {row.throughput:,.0f} | {row.recall:.3f} | "
+            f"{row.memory_bytes / 1e6:.1f} | {row.memory_source} | {'; '.join(row.notes)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(workload, rows, path, title):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed, so no plot was written (pip install matplotlib)")
+        return
+
+    series = {}
+    for row in rows:
+        series.setdefault((row.library, row.variant, row.build_params), []).append(row)
+
+    # One colour per library, and one line style and marker per variant and build setting within it.
+    colours = dict(zip(CONTENDERS, plt.get_cmap("tab10").colors))
+    styles = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D")]
+    style_counts = {}
+    figure, axes = plt.subplots(figsize=(11, 6))
+    for (library, variant, build_params), points in series.items():
+        line_style, marker = styles[style_counts.get(library, 0) % len(styles)]
+        style_counts[library] = style_counts.get(library, 0) + 1
+        points = sorted(points, key=lambda row: row.recall)
+        axes.plot([row.recall for row in points], [row.throughput for row in points], color=colours[library],
+                  linestyle=line_style, marker=marker, label=f"{library} {variant} {build_params}")
+    axes.set_yscale("log")
+    axes.set_xlabel("recall@10")
+    axes.set_ylabel("vectors/s (search only)" if workload.kind == "graph" else "queries/s")
+    axes.set_title(title, fontsize=9)
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+# ----------------------------------------------------------------------
+# Main
+# ----------------------------------------------------------------------
+
+
+def run_workload(workload, sweep, selected):
+    rows = []
+    for name in selected:
+        module_name, run = CONTENDERS[name]
+        if module_name is not None and importlib.util.find_spec(module_name) is None:
+            print(f"{workload.name}: {name} skipped because it is not installed (pip install '.[bench]')")
+            continue
+        start = time.perf_counter()
+        try:
+            for row in run(workload, sweep):
+                rows.append(row)
+                print(f"  {row.library:11s} {row.variant:20s} {row.build_params:38s} {row.query_param:15s} "
+                      f"recall={row.recall:.3f} {row.throughput:12,.0f}/s build={row.build_seconds:.2f}s",
+                      flush=True)
+        except ImportError as error:
+            print(f"{workload.name}: {name} skipped because it failed to import: {error}")
+            continue
+        print(f"{workload.name}: {name} finished in {time.perf_counter() - start:.1f} s", flush=True)
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workload", action="append", choices=("W1", "W2", "R1"),
+                        help="workload to run; repeat for several (default: W1)")
+    parser.add_argument("--quick", action="store_true",
+                        help="5,000 items, 500 queries and short sweeps; writes <workload>_quick.md/.png")
+    parser.add_argument("--threads", type=int, default=THREADS,
+                        help="threads for every library (default 2); also sets OMP/BLAS/Numba thread variables")
+    parser.add_argument("--queries", type=int, default=10_000, help="R1: users sampled as queries (default 10,000)")
+    parser.add_argument("--graph-sample", type=int, default=10_000,
+                        help="W2: items Annoy searches one by one before extrapolating (default 10,000)")
+    parser.add_argument("--contenders", nargs="+", choices=tuple(CONTENDERS), default=tuple(CONTENDERS),
+                        help="libraries to run (default: all)")
+    parser.add_argument("--data", default=DEFAULT_DATA,
+                        help="real-data folder for R1 (default: $HYPERSCALE_DATA or ../shared/data)")
+    args = parser.parse_args()
+    for option in ("queries", "graph_sample"):
+        if getattr(args, option) < 1:
+            parser.error(f"--{option.replace('_', '-')} must be at least 1, got {getattr(args, option)}")
+
+    numba.set_num_threads(THREADS)
+    sweep = QUICK_SWEEP if args.quick else FULL_SWEEP
+    versions = library_versions()
+    print("versions: " + ", ".join(f"{name} {version}" for name, version in versions.items()))
+    RESULTS_DIR.mkdir(exist_ok=True)
+
+    for name in args.workload or ["W1"]:
+        load_before = os.getloadavg()
+        workload = load_workload(name, args.quick, args.data, args.queries, args.graph_sample)
+        if workload is None:
+            continue
+        print(f"{name}: {workload.description}; exact answers in {workload.exact_seconds:.2f} s", flush=True)
+        rows = run_workload(workload, sweep, args.contenders)
+        load_after = os.getloadavg()
+
+        suffix = "_quick" if args.quick else ""
+        command = "python benchmarks/compare.py " + " ".join(sys.argv[1:])
+        header = [
+            f"## {name}{' (quick)' if args.quick else ''}: {workload.description}",
+            "",
+            f"`{command.strip()}`",
+            "",
+            f"Threads: {THREADS} for every library. Versions: "
+            + ", ".join(f"{library} {version}" for library, version in versions.items()) + ".",
+            f"Load average (1 min) before {load_before[0]:.2f}, after {load_after[0]:.2f}.",
+        ]
+        table = markdown_table(workload, rows, header)
+        print()
+        print(table)
+        (RESULTS_DIR / f"{name}{suffix}.md").write_text(table)
+        plot(workload, rows, RESULTS_DIR / f"{name}{suffix}.png", header[0].lstrip("# "))
+        print(f"wrote {RESULTS_DIR / f'{name}{suffix}.md'} and .png", flush=True)
+
+
+if __name__ == "__main__":
+    main()
