@@ -1,9 +1,9 @@
 """The ``⚡hyperscale`` logger and the progress bars.
 
 The library never configures the root logger. It gives its own logger the level
-INFO and a fallback handler that writes to stderr only while no other handler
-would receive the record, so the step messages show in a plain script or a
-notebook, and nothing is printed twice once the application sets up logging.
+INFO and a fallback handler. That handler writes to stderr only while no other
+handler would receive the record. So the step messages show in a plain script or
+a notebook, and nothing is printed twice once the application sets up logging.
 """
 
 import logging

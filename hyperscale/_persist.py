@@ -94,7 +94,10 @@ def read_index(path, mmap=True):
     expected = header.get("file_size")
     if expected != size:
         problem = "truncated" if isinstance(expected, int) and size < expected else "corrupt"
-        raise ValueError(f"{path} is {problem}: it is {size} bytes long but its header says {expected}")
+        raise ValueError(
+            f"{path} is {problem}: it is {size} bytes long, but its header records {expected} bytes; "
+            "save the index again"
+        )
 
     arrays = {}
     for name, spec in header["arrays"].items():

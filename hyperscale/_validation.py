@@ -11,9 +11,11 @@ _MAX_ROWS_LISTED = 5
 
 
 def _describe_rows(rows):
-    shown = ", ".join(str(int(r)) for r in rows[:_MAX_ROWS_LISTED])
-    more = len(rows) - _MAX_ROWS_LISTED
-    return f"[{shown}{f', … ({more} more)' if more > 0 else ''}]"
+    listed = ", ".join(str(int(r)) for r in rows[:_MAX_ROWS_LISTED])
+    n_more = len(rows) - _MAX_ROWS_LISTED
+    if n_more > 0:
+        listed += f", … ({n_more} more)"
+    return f"[{listed}]"
 
 
 def as_matrix(values, name):

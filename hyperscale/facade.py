@@ -104,10 +104,10 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
             Distinct eligible candidates scored exactly per user; default
             2 * n_vectors * n_trees, or the value ``target_recall`` picks.
         exclude : sparse matrix, boolean array or list of id arrays, optional
-            Items each user must not get, typically the items already seen: a
-            scipy.sparse matrix (CSR, CSC, COO or any other format) or a boolean
-            array of shape (n_users, n_items), or a list with one id array per
-            user. Row i belongs to ``user_vectors[i]``; a wrong shape or length
+            Items each user must not get, typically the items already seen. Pass
+            a scipy.sparse matrix (CSR, CSC, COO or any other format) or a boolean
+            array, of shape (n_users, n_items), or a list with one id array per
+            user. Row i belongs to ``user_vectors[i]``. A wrong shape or length
             raises ValueError.
         items : array of ids or boolean mask, optional
             Allow-list: rank only these items. The result keeps the original ids.
@@ -200,8 +200,8 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
             ``get_nns_by_item`` (exact duplicates follow at distance 0). True: the
             vector itself is left out, but its duplicates are still returned.
         exclude : sparse matrix, boolean array or list of id arrays, optional
-            Vectors each row must not return; one row per queried vector (n rows,
-            or 1 row with ``vector_id``).
+            Vectors that each row must not return, with one row per queried
+            vector: n rows, or 1 row with ``vector_id``.
         items, exclude_items : array of ids or boolean mask, optional
             Allow-list and deny-list of the vectors that may be returned.
         return_scores : bool, default False

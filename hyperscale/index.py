@@ -284,7 +284,8 @@ class VectorIndex:
         index._leaf_size_used = header["leaf_size"]
         if index._forest.n_trees != header["n_trees"]:
             raise ValueError(
-                f"{path} is corrupt: it contains {index._forest.n_trees} trees, but its header says {header['n_trees']}"
+                f"{path} is corrupt: it contains {index._forest.n_trees} trees, but its header records "
+                f"{header['n_trees']}; save the index again"
             )
         return index
 
@@ -306,8 +307,8 @@ class VectorIndex:
             largest-norm items, which stay out of the trees. More gives higher
             recall and slower queries. Default: the value chosen
             by :meth:`tune`, else ``2 * k * n_trees``. The same budget applies to
-            every query, so with a fixed search_k a top-1 answer is the first entry
-            of the top-10 answer. A query with no more than ``search_k`` eligible
+            every query, so with a fixed search_k the top-1 result is the first
+            entry of the top-10 result. A query with no more than ``search_k`` eligible
             items scores all of them, which is exact.
         exclude : sparse matrix, boolean array or list of id arrays, optional
             Items each query must not return, such as the items a user has

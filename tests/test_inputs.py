@@ -560,7 +560,7 @@ def test_load_truncated_arrays(saved_index, tmp_path, mmap, removed):
     _, data = saved_index
     path = write_variant(tmp_path, data[:-removed])
 
-    with pytest.raises(ValueError, match=rf"is truncated: it is {len(data) - removed} bytes long but its header says {len(data)}"):
+    with pytest.raises(ValueError, match=rf"is truncated: it is {len(data) - removed} bytes long, but its header records {len(data)} bytes"):
         load_quietly(path, mmap)
 
 
@@ -570,7 +570,7 @@ def test_load_trailing_bytes(saved_index, tmp_path, mmap, added):
     _, data = saved_index
     path = write_variant(tmp_path, data + b"\x00" * added)
 
-    with pytest.raises(ValueError, match=rf"is corrupt: it is {len(data) + added} bytes long but its header says {len(data)}"):
+    with pytest.raises(ValueError, match=rf"is corrupt: it is {len(data) + added} bytes long, but its header records {len(data)} bytes"):
         load_quietly(path, mmap)
 
 
