@@ -8,8 +8,9 @@ threads (``--threads``, default 2), and sweeps its accuracy knob:
   the queries run one at a time in ``--threads`` Python threads, each over its own
   slice of the queries. Annoy 1.17.3 releases the GIL inside each search, but the
   Python loop around it does not.
-- hnswlib: ``ef`` with ``M = 16`` and ``ef_construction = 200``.
-- FAISS: ``efSearch`` of ``IndexHNSWFlat`` with ``M = 16`` and ``efConstruction = 200``.
+- hnswlib: ``ef`` with ``M = 16`` and ``ef_construction = 200`` (100 on W3).
+- FAISS: ``efSearch`` of ``IndexHNSWFlat`` with ``M = 16`` and ``efConstruction = 200``
+  (100 on W3).
 - PyNNDescent: ``epsilon`` of ``NNDescent.query``, or ``n_neighbors`` of the
   build for the all-items graph.
 - Exact search with numpy (one BLAS matrix product per block of queries).
@@ -34,8 +35,20 @@ Workloads (fixed seeds):
   ``$HYPERSCALE_DATA/factors/gowalla_als64_{users,items}.npy``, top 10 by inner
   product for a random sample of ``--queries`` users. Skipped when the files are
   missing.
-- W3 (1,000,000 x 64 inner product) and W4 (200,000 x 96 cosine) are planned but
-  not implemented.
+- W3: synthetic matrix-factorisation vectors, 1,000,000 items x 64 and 10,000
+  users (seed 3), top 10 by inner product. Item and user directions gather
+  around 300 random cluster centres, with cluster sizes from a flat Dirichlet,
+  and the norms are log-normal (sigma 0.5 for items, 0.3 for users).
+- W4: 200,000 unit vectors x 96 and 10,000 queries drawn from the same
+  distribution (seed 4), top 10 by cosine similarity. The 300 cluster centres
+  gather around 30 topics, so that neighbouring clusters overlap. For the first
+  500 queries, about 70 % of each true top 10 come from the query's own cluster.
+
+W3 runs like W1 and R1, with the native and the transformed variants. W4 uses
+each library's cosine search: hyperscale and Annoy metric "angular", hnswlib
+space "cosine", FAISS inner product on the unit vectors and PyNNDescent metric
+"cosine". Exact search on W3 and W4 works in tiles of 256 queries x 65,536
+items, so the full score matrix is never in memory.
 
 Build times include adding the vectors. Query times exclude converting the
 queries to float32 or to Python lists and exclude Numba compilation: hyperscale
@@ -47,8 +60,30 @@ PyNNDescent, whose graph comes out of the build.
 
 ``--quick`` runs every contender on 5,000 items and 500 queries with short sweeps
 and writes ``<workload>_quick.md`` and ``.png`` in place of the full results.
+``--skip LIB`` (repeatable) leaves a contender out.
 
-Usage: python benchmarks/compare.py [--workload W1|W2|R1] [--workload ...] [--quick] [--threads 2]
+The full W3 run is heavy. The items take 256 MB per float32 copy, and the
+contenders that search the Euclidean transform each make a 260 MB copy of their
+own. Its sweeps therefore differ from the other workloads (see
+FULL_SWEEP_CHANGES): hnswlib and FAISS build with ``ef_construction = 100``
+instead of 200, and PyNNDescent's ``epsilon`` stops at 0.02.
+
+Estimated duration with 2 threads on a 2-core machine, scaled from the full
+sweeps on the first 100,000 W3 items and the first 50,000 W4 items with 1,000
+queries, run while other jobs loaded the machine:
+
+- W3: about an hour. The 8 builds of Annoy, hnswlib and FAISS take about half
+  of it, and the exact search 2 to 6 minutes. ``--skip annoy`` saves about 15
+  minutes.
+- W4: about 15 minutes.
+
+PyNNDescent's compilation adds one to two minutes per workload, outside its
+build time. The W3 indexes grow to an estimated 1 GB each (hyperscale and
+Annoy with 50 trees), one at a time, so the run should fit in a few GB of
+memory.
+
+Usage: python benchmarks/compare.py [--workload W1|W2|R1|W3|W4] [--workload ...] [--quick] [--threads 2]
+                                    [--skip LIB] [--skip ...]
 """
 
 import argparse
@@ -82,16 +117,19 @@ from hyperscale import VectorIndex, hyperscale  # noqa: E402
 from hyperscale._demo import exact_top_k, recall_at_k  # noqa: E402
 
 K = 10
+WORKLOADS = ("W1", "W2", "R1", "W3", "W4")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_DATA = os.environ.get("HYPERSCALE_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
 
-# Sweeps per workload size. Each list is one accuracy knob, from fast to accurate.
+# Sweeps per workload size. Each tuple is one accuracy knob, from fast to accurate.
+# "ef_construction" is the one build setting of hnswlib and FAISS HNSW.
 FULL_SWEEP = {
     "n_trees": (16, 50),
     "search_k": (50, 100, 200, 400, 800, 1600, 3200),
     "ef": (10, 16, 32, 64, 128, 256),
     "epsilon": (0.0, 0.05, 0.1, 0.2, 0.3),
     "graph_n_neighbors": (11, 15, 30),
+    "ef_construction": 200,
 }
 QUICK_SWEEP = {
     "n_trees": (16,),
@@ -99,9 +137,44 @@ QUICK_SWEEP = {
     "ef": (16, 64, 256),
     "epsilon": (0.0, 0.1, 0.3),
     "graph_n_neighbors": (11, 30),
+    "ef_construction": 200,
+}
+# Full-run changes per workload. The numbers behind them come from the full
+# sweeps on the first 100,000 W3 items and the first 50,000 W4 items, with 1,000
+# queries each:
+# - search_k and ef: the full sizes have 10 (W3) and 4 (W4) times as many items,
+#   so the same recall needs a larger search. On the W3 prefix, hyperscale with
+#   16 trees reached recall 0.95 only at search_k = 3,200, Annoy stayed below
+#   0.91 at 12,800, and the transform rows of hnswlib and FAISS stayed below 0.6
+#   at ef = 512.
+# - epsilon: on W3's Euclidean transform, PyNNDescent with 0.05 was slower than
+#   exact search (26 against 272 queries/s), so the sweep stops at 0.02. On W4 it
+#   reached only recall 0.89 at 0.3, so the sweep goes on to 0.5.
+# - ef_construction: hnswlib took 2.4 times as long to build with 200 as with
+#   100 on the W3 prefix, so W3 builds both HNSW libraries with 100.
+FULL_SWEEP_CHANGES = {
+    "W3": {
+        "search_k": (100, 200, 400, 800, 1600, 3200, 6400, 12800),
+        "ef": (10, 16, 32, 64, 128, 256, 512),
+        "epsilon": (0.0, 0.005, 0.01, 0.02),
+        "ef_construction": 100,
+    },
+    "W4": {
+        "search_k": (50, 100, 200, 400, 800, 1600, 3200, 6400),
+        "epsilon": (0.0, 0.1, 0.2, 0.3, 0.4, 0.5),
+    },
 }
 HNSW_M = 16
-HNSW_EF_CONSTRUCTION = 200
+
+# Rows generated at a time for W3 and W4, so that each temporary array stays
+# below 40 MB.
+GENERATION_CHUNK_ROWS = 100_000
+
+# Tile of the exact search for W3 and W4: 64 MB of float32 scores. Tiles read
+# the items once per 256 queries, where exact_top_k reads the million W3 items
+# once per 4 users and took twice as long.
+EXACT_TILE_QUERIES = 256
+EXACT_TILE_ITEMS = 65_536
 
 
 @dataclass
@@ -109,12 +182,13 @@ class Workload:
     name: str
     description: str
     kind: str  # "query" (top-k for each query) or "graph" (top-k for every item, without itself)
-    metric: str  # "dot" or "euclidean"
+    metric: str  # "dot", "euclidean" or "angular"
     items: np.ndarray
     queries: np.ndarray
     truth: np.ndarray = None
     exact_seconds: float = 0.0
     graph_sample: int = 0
+    exact_in_tiles: bool = False  # exact_top_k_tiled in place of exact_top_k
 
 
 @dataclass
@@ -149,6 +223,61 @@ def uniform_w1(quick):
     return items, users
 
 
+def unit_rows(vectors):
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def clustered_directions(rng, centres, weights, n_rows, spread):
+    """Draw n_rows float32 unit vectors around the given unit centres.
+
+    Each row picks a centre with probability ``weights`` and adds Gaussian noise
+    with a norm of about ``spread``, because each noise coordinate has standard
+    deviation spread / sqrt(dim).
+    """
+    dim = centres.shape[1]
+    centres = centres.astype(np.float32)
+    scale = np.float32(spread / np.sqrt(dim))
+    result = np.empty((n_rows, dim), dtype=np.float32)
+    for start in range(0, n_rows, GENERATION_CHUNK_ROWS):
+        stop = min(start + GENERATION_CHUNK_ROWS, n_rows)
+        clusters = rng.choice(len(centres), size=stop - start, p=weights)
+        rows = rng.standard_normal((stop - start, dim), dtype=np.float32) * scale
+        rows += centres[clusters]
+        result[start:stop] = unit_rows(rows)
+    return result
+
+
+def factors_w3(quick):
+    """Generate W3's item and user vectors, shaped like matrix-factorisation output.
+
+    With noise norms of 0.8 for items and 1.0 for users, about 90 % of each
+    user's true top 10 lie in the user's own cluster. The log-normal item norms
+    put the true top 10 above the 99th percentile of item norms on average, as
+    in the R1 Gowalla factors. Both figures come from the first 500 users.
+    """
+    rng = np.random.default_rng(3)
+    n_items, n_users = (5_000, 500) if quick else (1_000_000, 10_000)
+    centres = unit_rows(rng.standard_normal((300, 64)))
+    weights = rng.dirichlet(np.ones(300))
+    items = clustered_directions(rng, centres, weights, n_items, spread=0.8)
+    items *= rng.lognormal(0.0, 0.5, size=(n_items, 1)).astype(np.float32)
+    users = clustered_directions(rng, centres, weights, n_users, spread=1.0)
+    users *= rng.lognormal(0.0, 0.3, size=(n_users, 1)).astype(np.float32)
+    return items, users
+
+
+def unit_vectors_w4(quick):
+    """Generate W4's unit items and queries: 300 clusters whose centres gather around 30 topics."""
+    rng = np.random.default_rng(4)
+    n_items, n_queries = (5_000, 500) if quick else (200_000, 10_000)
+    topics = unit_rows(rng.standard_normal((30, 96)))
+    centres = clustered_directions(rng, topics, np.full(30, 1 / 30), 300, spread=0.4)
+    weights = rng.dirichlet(np.ones(300))
+    items = clustered_directions(rng, centres, weights, n_items, spread=1.0)
+    queries = clustered_directions(rng, centres, weights, n_queries, spread=1.0)
+    return items, queries
+
+
 def load_workload(name, quick, data_dir, n_queries, graph_sample):
     """Build the named workload and its exact top-k, or return None when its data files are missing."""
     if name == "W1":
@@ -179,16 +308,88 @@ def load_workload(name, quick, data_dir, n_queries, graph_sample):
         workload = Workload(
             name, f"Gowalla ALS factors, {items.shape[0]:,} items x {items.shape[1]}, a random sample of "
             f"{users.shape[0]:,} users (seed 0), top 10 by inner product", "query", "dot", items, users)
+    elif name == "W3":
+        items, users = factors_w3(quick)
+        workload = Workload(
+            name, f"matrix-factorisation-like items {items.shape[0]:,} x 64 and users {users.shape[0]:,} x 64 "
+            "(300 clusters, log-normal norms), seed 3, top 10 by inner product", "query", "dot", items, users,
+            exact_in_tiles=True)
+    elif name == "W4":
+        items, queries = unit_vectors_w4(quick)
+        workload = Workload(
+            name, f"clustered unit vectors, {items.shape[0]:,} items x 96 and {queries.shape[0]:,} queries "
+            "from the same distribution, seed 4, top 10 by cosine", "query", "angular", items, queries,
+            exact_in_tiles=True)
     else:
-        raise ValueError(f"unknown workload {name!r}; choose W1, W2 or R1 (W3 and W4 are not implemented)")
+        raise ValueError(f"unknown workload {name!r}: choose one of {', '.join(WORKLOADS)}")
 
     start = time.perf_counter()
-    if workload.kind == "graph":
-        workload.truth = exact_euclidean_graph(workload.items, K)
-    else:
-        workload.truth = exact_top_k(workload.queries, workload.items, K)
+    workload.truth = ground_truth(workload)
     workload.exact_seconds = time.perf_counter() - start
     return workload
+
+
+def ground_truth(workload):
+    """Find the exact top K of every query by brute force, or of every item for a graph workload."""
+    if workload.kind == "graph":
+        return exact_euclidean_graph(workload.items, K)
+    queries, items = workload.queries, workload.items
+    if workload.metric == "angular":
+        queries, items = unit_rows(queries), unit_rows(items)
+    if workload.exact_in_tiles:
+        return exact_top_k_tiled(queries, items, K)
+    return exact_top_k(queries, items, K)
+
+
+def exact_top_k_tiled(queries, items, k):
+    """Find the k largest inner products for every query by brute force, best first.
+
+    Each tile of EXACT_TILE_QUERIES x EXACT_TILE_ITEMS scores is one BLAS matrix
+    product. argpartition then keeps each query's k best of the tile, with the
+    query rows split over THREADS threads because argpartition releases the GIL.
+    The candidates of all item tiles are merged per block of queries. Returns
+    int64 ids (n_queries, k). Ties are broken in no particular order.
+    """
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    items = np.ascontiguousarray(items, dtype=np.float32)
+    if not 1 <= k <= len(items):
+        raise ValueError(f"k must be between 1 and the number of items ({len(items)}), got {k}")
+
+    result = np.empty((len(queries), k), dtype=np.int64)
+    with ThreadPoolExecutor(THREADS) as pool:
+        for start in range(0, len(queries), EXACT_TILE_QUERIES):
+            block = queries[start:start + EXACT_TILE_QUERIES]
+            ids, scores = tile_candidates(pool, block, items, k)
+            result[start:start + len(block)] = best_of(ids, scores, k)
+    return result
+
+
+def tile_candidates(pool, block, items, k):
+    """Return the ids and scores of each query's k best items in every item tile, side by side."""
+    ids, scores = [], []
+    for item_start in range(0, len(items), EXACT_TILE_ITEMS):
+        tile_scores = block @ items[item_start:item_start + EXACT_TILE_ITEMS].T
+        row_parts = np.array_split(np.arange(len(block)), THREADS)
+        tops = pool.map(lambda rows: top_k_unordered(tile_scores[rows], k), row_parts)
+        tile_ids = np.concatenate(list(tops))
+        ids.append(tile_ids + item_start)
+        scores.append(np.take_along_axis(tile_scores, tile_ids, axis=1))
+    return np.hstack(ids), np.hstack(scores)
+
+
+def top_k_unordered(scores, k):
+    """Return the column ids of each row's k largest scores in no particular order (all columns if k or fewer)."""
+    n_columns = scores.shape[1]
+    if n_columns <= k:
+        return np.tile(np.arange(n_columns), (scores.shape[0], 1))
+    return np.argpartition(scores, n_columns - k, axis=1)[:, n_columns - k:]
+
+
+def best_of(ids, scores, k):
+    """Return the ids of each row's k largest scores, best first."""
+    top = top_k_unordered(scores, k)
+    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
+    return np.take_along_axis(ids, np.take_along_axis(top, order, axis=1), axis=1)
 
 
 def exact_euclidean_graph(items, k):
@@ -253,9 +454,13 @@ def timed(function, *args, **kwargs):
 
 
 def run_exact(workload, sweep):
+    if workload.exact_in_tiles:
+        note = (f"one matmul per tile of {EXACT_TILE_QUERIES} queries x {EXACT_TILE_ITEMS:,} items, "
+                f"argpartition in {THREADS} threads")
+    else:
+        note = "one matmul + argpartition per block of queries"
     yield Row("numpy", "exact", "-", "-", 0.0, workload.exact_seconds, len(workload.queries),
-              recall_at_k(workload.truth, workload.truth), workload.items.nbytes, "item array",
-              ["one matmul + argpartition per block of queries"])
+              recall_at_k(workload.truth, workload.truth), workload.items.nbytes, "item array", [note])
 
 
 def run_hyperscale(workload, sweep):
@@ -265,6 +470,8 @@ def run_hyperscale(workload, sweep):
     warm.build(rng.random((500, workload.items.shape[1]), dtype=np.float32))
     warm.query(rng.random((5, workload.items.shape[1]), dtype=np.float32), k=K)
     warm.neighbors(k=K, exclude_self=True)
+    if workload.kind == "graph":
+        yield from run_hyperscale_graph(workload)
 
     for n_trees in sweep["n_trees"]:
         index = VectorIndex(metric=workload.metric, n_trees=n_trees, random_state=0, show_progress=False,
@@ -278,6 +485,32 @@ def run_hyperscale(workload, sweep):
             yield Row("hyperscale", workload.metric, f"n_trees={n_trees}", f"search_k={search_k}",
                       build_seconds, seconds, len(found), recall_at_k(found, workload.truth),
                       index.nbytes, "index.nbytes")
+
+
+def run_hyperscale_graph(workload):
+    """Time the one call a user makes: ``find_similar_vectors`` with its defaults.
+
+    From GRAPH_MIN_VECTORS vectors on, it builds GRAPH_INIT_TREES trees and a
+    neighbour graph refined by neighbour descent; below, it searches the trees.
+    """
+    from hyperscale.index import GRAPH_EXTRA_DEGREE, GRAPH_INIT_TREES, GRAPH_MIN_VECTORS
+
+    finder = hyperscale(random_state=0, show_progress=False, verbose=False)
+    rng = np.random.default_rng(2)
+    # Compile the graph kernels outside the timed call.
+    finder.find_similar_vectors(rng.random((GRAPH_MIN_VECTORS, workload.items.shape[1]), dtype=np.float32),
+                                exclude_self=True)
+    found, seconds = timed(finder.find_similar_vectors, workload.items, exclude_self=True)
+    uses_graph = len(workload.items) >= GRAPH_MIN_VECTORS
+    if uses_graph:
+        degree = K + GRAPH_EXTRA_DEGREE
+        memory = len(workload.items) * degree * 8 + workload.items.nbytes
+        build, source = f"{GRAPH_INIT_TREES} trees + graph of degree {degree}", "graph ids + keys + data"
+    else:
+        memory, build, source = 0, "default trees", "not measured"
+    yield Row("hyperscale", workload.metric, build, "find_similar_vectors", seconds, seconds, len(found),
+              recall_at_k(found, workload.truth), memory, source,
+              ["one call with defaults: build is the search"])
 
 
 def annoy_search(index, vectors, search_k):
@@ -304,23 +537,34 @@ def annoy_search_items(index, item_ids, search_k):
     return np.array([ids for part in parts for ids in part], dtype=np.int64)
 
 
+def annoy_variants(workload):
+    """Return (variant name, Annoy metric, items, queries) for each space Annoy searches."""
+    if workload.kind == "graph":
+        return [("euclidean", "euclidean", workload.items, None)]
+    if workload.metric == "angular":
+        return [("angular", "angular", workload.items, workload.queries)]
+    items, queries = euclidean_transform(workload)
+    return [("native dot", "dot", workload.items, workload.queries),
+            ("euclidean transform", "euclidean", items, queries)]
+
+
+def annoy_add_items(index, items):
+    # As Python lists, a million rows of 65 floats take about 2 GB (32 bytes per
+    # float), so the rows are converted one chunk at a time.
+    for start in range(0, len(items), GENERATION_CHUNK_ROWS):
+        for offset, vector in enumerate(items[start:start + GENERATION_CHUNK_ROWS].tolist()):
+            index.add_item(start + offset, vector)
+
+
 def run_annoy(workload, sweep):
     import annoy
 
-    if workload.kind == "graph":
-        variants = [("euclidean", "euclidean", workload.items, None)]
-    else:
-        items, queries = euclidean_transform(workload)
-        variants = [("native dot", "dot", workload.items, workload.queries),
-                    ("euclidean transform", "euclidean", items, queries)]
-
-    for variant, metric, items, queries in variants:
+    for variant, metric, items, queries in annoy_variants(workload):
         for n_trees in sweep["n_trees"]:
             index = annoy.AnnoyIndex(items.shape[1], metric)
             index.set_seed(0)
             start = time.perf_counter()
-            for item_id, vector in enumerate(items.tolist()):
-                index.add_item(item_id, vector)
+            annoy_add_items(index, items)
             index.build(n_trees, n_jobs=THREADS)
             build_seconds = time.perf_counter() - start
             memory = file_size_after(index.save)
@@ -347,26 +591,35 @@ def run_annoy(workload, sweep):
             index.unload()
 
 
+def hnsw_variants(workload):
+    """Return (variant name, hnswlib space, items, queries) for each space hnswlib and FAISS search.
+
+    Under "angular" the items and queries are unit vectors, so that FAISS's inner
+    product is the cosine similarity.
+    """
+    if workload.kind == "graph":
+        return [("euclidean", "l2", workload.items, workload.items)]
+    if workload.metric == "angular":
+        return [("cosine", "cosine", unit_rows(workload.items), unit_rows(workload.queries))]
+    return list(inner_product_variants(workload))
+
+
 def run_hnswlib(workload, sweep):
     import hnswlib
 
-    if workload.kind == "graph":
-        variants = [("euclidean", "l2", workload.items, workload.items)]
-    else:
-        variants = list(inner_product_variants(workload))
-
-    for variant, space, items, queries in variants:
+    ef_construction = sweep["ef_construction"]
+    for variant, space, items, queries in hnsw_variants(workload):
         index = hnswlib.Index(space=space, dim=items.shape[1])
         index.set_num_threads(THREADS)
         start = time.perf_counter()
-        index.init_index(max_elements=len(items), M=HNSW_M, ef_construction=HNSW_EF_CONSTRUCTION, random_seed=0)
+        index.init_index(max_elements=len(items), M=HNSW_M, ef_construction=ef_construction, random_seed=0)
         index.add_items(items, np.arange(len(items)))
         build_seconds = time.perf_counter() - start
         memory = file_size_after(index.save_index)
         for ef in sweep["ef"]:
             index.set_ef(max(ef, K + 1))
             found, seconds = timed(search_hnswlib, index, queries, workload.kind)
-            yield Row("hnswlib", variant, f"M={HNSW_M}, ef_construction={HNSW_EF_CONSTRUCTION}",
+            yield Row("hnswlib", variant, f"M={HNSW_M}, ef_construction={ef_construction}",
                       f"ef={max(ef, K + 1)}", build_seconds, seconds, len(found),
                       recall_at_k(found, workload.truth), memory, "saved file")
 
@@ -383,23 +636,20 @@ def run_faiss(workload, sweep):
     import faiss
 
     faiss.omp_set_num_threads(THREADS)
-    if workload.kind == "graph":
-        variants = [("euclidean", "l2", workload.items, workload.items)]
-    else:
-        variants = list(inner_product_variants(workload))
-
-    for variant, space, items, queries in variants:
-        metric = faiss.METRIC_INNER_PRODUCT if space == "ip" else faiss.METRIC_L2
+    ef_construction = sweep["ef_construction"]
+    for variant, space, items, queries in hnsw_variants(workload):
+        metric = faiss.METRIC_L2 if space == "l2" else faiss.METRIC_INNER_PRODUCT
+        notes = ["inner product on unit vectors"] if space == "cosine" else []
         index = faiss.IndexHNSWFlat(items.shape[1], HNSW_M, metric)
-        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        index.hnsw.efConstruction = ef_construction
         _, build_seconds = timed(index.add, items)
         memory = faiss.serialize_index(index).nbytes
         for ef in sweep["ef"]:
             index.hnsw.efSearch = max(ef, K + 1)
             found, seconds = timed(search_faiss, index, queries, workload.kind)
-            yield Row("faiss", variant, f"HNSWFlat M={HNSW_M}, efConstruction={HNSW_EF_CONSTRUCTION}",
+            yield Row("faiss", variant, f"HNSWFlat M={HNSW_M}, efConstruction={ef_construction}",
                       f"efSearch={max(ef, K + 1)}", build_seconds, seconds, len(found),
-                      recall_at_k(found, workload.truth), memory, "serialized index")
+                      recall_at_k(found, workload.truth), memory, "serialized index", notes)
 
 
 def search_faiss(index, queries, kind):
@@ -427,11 +677,11 @@ def pynndescent_nbytes(index):
     return total, "data + search graph + forest arrays"
 
 
-def warm_up_pynndescent(pynndescent, items):
-    """Build, prepare and query a small index of the same dimension, so that timed calls skip compilation."""
+def warm_up_pynndescent(pynndescent, items, metric="euclidean"):
+    """Build, prepare and query a small index of the same dimension and metric, so that timed calls skip compilation."""
     start = time.perf_counter()
     warm_data = np.ascontiguousarray(items[:2_000])
-    warm = pynndescent.NNDescent(warm_data, metric="euclidean", n_jobs=THREADS, random_state=0)
+    warm = pynndescent.NNDescent(warm_data, metric=metric, n_jobs=THREADS, random_state=0)
     warm.prepare()
     warm.query(warm_data[:5], k=K, epsilon=0.1)
     print(f"  pynndescent warm-up (compilation) took {time.perf_counter() - start:.1f} s", flush=True)
@@ -441,33 +691,40 @@ def run_pynndescent(workload, sweep):
     import pynndescent
 
     if workload.kind == "graph":
-        warm_up_pynndescent(pynndescent, workload.items)
-        for n_neighbors in sweep["graph_n_neighbors"]:
-            start = time.perf_counter()
-            index = pynndescent.NNDescent(workload.items, metric="euclidean", n_neighbors=n_neighbors,
-                                          n_jobs=THREADS, random_state=0)
-            graph_ids, graph_distances = index.neighbor_graph
-            build_seconds = time.perf_counter() - start
-            found = drop_self(graph_ids.astype(np.int64), K)
-            memory = graph_ids.nbytes + graph_distances.nbytes + workload.items.nbytes
-            yield Row("pynndescent", "euclidean", f"n_neighbors={n_neighbors}", "neighbor_graph",
-                      build_seconds, build_seconds, len(found), recall_at_k(found, workload.truth),
-                      memory, "graph ids + distances + data", ["build is the search"])
+        yield from run_pynndescent_graph(pynndescent, workload, sweep)
         return
 
-    items, queries = euclidean_transform(workload)
-    warm_up_pynndescent(pynndescent, items)
-    for variant, metric, index_items, index_queries in (("euclidean transform", "euclidean", items, queries),):
+    if workload.metric == "angular":
+        variant, metric, items, queries = "cosine", "cosine", workload.items, workload.queries
+    else:
+        items, queries = euclidean_transform(workload)
+        variant, metric = "euclidean transform", "euclidean"
+    warm_up_pynndescent(pynndescent, items, metric)
+    start = time.perf_counter()
+    index = pynndescent.NNDescent(items, metric=metric, n_jobs=THREADS, random_state=0)
+    index.prepare()
+    build_seconds = time.perf_counter() - start
+    memory, memory_source = pynndescent_nbytes(index)
+    for epsilon in sweep["epsilon"]:
+        (found, _), seconds = timed(index.query, queries, k=K, epsilon=epsilon)
+        yield Row("pynndescent", variant, "n_neighbors=30 (default)", f"epsilon={epsilon}", build_seconds,
+                  seconds, len(found), recall_at_k(found, workload.truth), memory, memory_source,
+                  ["build includes prepare()"])
+
+
+def run_pynndescent_graph(pynndescent, workload, sweep):
+    warm_up_pynndescent(pynndescent, workload.items)
+    for n_neighbors in sweep["graph_n_neighbors"]:
         start = time.perf_counter()
-        index = pynndescent.NNDescent(index_items, metric=metric, n_jobs=THREADS, random_state=0)
-        index.prepare()
+        index = pynndescent.NNDescent(workload.items, metric="euclidean", n_neighbors=n_neighbors,
+                                      n_jobs=THREADS, random_state=0)
+        graph_ids, graph_distances = index.neighbor_graph
         build_seconds = time.perf_counter() - start
-        memory, memory_source = pynndescent_nbytes(index)
-        for epsilon in sweep["epsilon"]:
-            (found, _), seconds = timed(index.query, index_queries, k=K, epsilon=epsilon)
-            yield Row("pynndescent", variant, "n_neighbors=30 (default)", f"epsilon={epsilon}", build_seconds,
-                      seconds, len(found), recall_at_k(found, workload.truth), memory, memory_source,
-                      ["build includes prepare()"])
+        found = drop_self(graph_ids.astype(np.int64), K)
+        memory = graph_ids.nbytes + graph_distances.nbytes + workload.items.nbytes
+        yield Row("pynndescent", "euclidean", f"n_neighbors={n_neighbors}", "neighbor_graph",
+                  build_seconds, build_seconds, len(found), recall_at_k(found, workload.truth),
+                  memory, "graph ids + distances + data", ["build is the search"])
 
 
 CONTENDERS = {
@@ -588,9 +845,16 @@ def run_workload(workload, sweep, selected):
     return rows
 
 
-def main():
+def sweep_for(name, quick):
+    """Return the sweep of the named workload: the quick one, or the full one with the workload's changes."""
+    if quick:
+        return QUICK_SWEEP
+    return {**FULL_SWEEP, **FULL_SWEEP_CHANGES.get(name, {})}
+
+
+def parse_arguments():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workload", action="append", choices=("W1", "W2", "R1"),
+    parser.add_argument("--workload", action="append", choices=WORKLOADS,
                         help="workload to run; repeat for several (default: W1)")
     parser.add_argument("--quick", action="store_true",
                         help="5,000 items, 500 queries and short sweeps; writes <workload>_quick.md/.png")
@@ -601,18 +865,29 @@ def main():
                         help="W2: items Annoy searches one by one before extrapolating (default 10,000)")
     parser.add_argument("--contenders", nargs="+", choices=tuple(CONTENDERS), default=tuple(CONTENDERS),
                         help="libraries to run (default: all)")
+    parser.add_argument("--skip", action="append", choices=tuple(CONTENDERS), default=[], metavar="LIB",
+                        help=f"library to leave out, one of {', '.join(CONTENDERS)}, also when --contenders "
+                        "names it. Repeat the option for several. The exact search runs anyway, because recall "
+                        "needs it")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR,
+                        help="folder for the tables and plots (default: benchmarks/results)")
     parser.add_argument("--data", default=DEFAULT_DATA,
                         help="real-data folder for R1 (default: $HYPERSCALE_DATA or ../shared/data)")
     args = parser.parse_args()
     for option in ("queries", "graph_sample"):
         if getattr(args, option) < 1:
             parser.error(f"--{option.replace('_', '-')} must be at least 1, got {getattr(args, option)}")
+    args.contenders = [name for name in args.contenders if name not in args.skip]
+    return args
 
+
+def main():
+    args = parse_arguments()
     numba.set_num_threads(THREADS)
-    sweep = QUICK_SWEEP if args.quick else FULL_SWEEP
     versions = library_versions()
     print("versions: " + ", ".join(f"{name} {version}" for name, version in versions.items()))
-    RESULTS_DIR.mkdir(exist_ok=True)
+    results_dir = args.results_dir
+    results_dir.mkdir(parents=True, exist_ok=True)
 
     for name in args.workload or ["W1"]:
         load_before = os.getloadavg()
@@ -620,7 +895,7 @@ def main():
         if workload is None:
             continue
         print(f"{name}: {workload.description}; exact answers in {workload.exact_seconds:.2f} s", flush=True)
-        rows = run_workload(workload, sweep, args.contenders)
+        rows = run_workload(workload, sweep_for(name, args.quick), args.contenders)
         load_after = os.getloadavg()
 
         suffix = "_quick" if args.quick else ""
@@ -637,9 +912,9 @@ def main():
         table = markdown_table(workload, rows, header)
         print()
         print(table)
-        (RESULTS_DIR / f"{name}{suffix}.md").write_text(table)
-        plot(workload, rows, RESULTS_DIR / f"{name}{suffix}.png", header[0].lstrip("# "))
-        print(f"wrote {RESULTS_DIR / f'{name}{suffix}.md'} and .png", flush=True)
+        (results_dir / f"{name}{suffix}.md").write_text(table)
+        plot(workload, rows, results_dir / f"{name}{suffix}.png", header[0].lstrip("# "))
+        print(f"wrote {results_dir / f'{name}{suffix}.md'} and .png", flush=True)
 
 
 if __name__ == "__main__":

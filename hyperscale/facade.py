@@ -4,7 +4,7 @@ import numpy as np
 
 from . import _dask, _filters, _transform, _validation
 from ._log import log_step
-from .index import METRICS, VectorIndex
+from .index import GRAPH_INIT_TREES, GRAPH_MIN_VECTORS, METRICS, VectorIndex
 
 
 class hyperscale:  # noqa: N801  (the lower-case name is the public API users start from)
@@ -235,6 +235,20 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
         _filters.exclusions_to_csr(exclude, n_rows, matrix.shape[0], "queried vectors")
         _filters.eligible_mask(np.ones(matrix.shape[0], dtype=bool), items, exclude_items)
 
+        graph_call = (
+            vector_id is None
+            and search_k is None
+            and target_recall is None
+            and exclude is None
+            and items is None
+            and exclude_items is None
+        )
+        if graph_call and n_trees is None and metric in ("euclidean", "angular"):
+            # The graph starts from the leaves of GRAPH_INIT_TREES trees, so more
+            # trees would only lengthen the build. Below GRAPH_MIN_VECTORS the trees
+            # are searched, and the default number of trees is kept.
+            if matrix.shape[0] >= GRAPH_MIN_VECTORS:
+                n_trees = GRAPH_INIT_TREES
         index = self._new_index(metric, n_trees).build(matrix)
         if target_recall is not None and search_k is None:
             search_k, _ = index.tune(matrix, target_recall=target_recall, k=n_vectors)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from . import _dask, _filters, _forest, _kernels, _persist, _transform, _tuning, _validation
+from . import _dask, _filters, _forest, _graph, _kernels, _persist, _transform, _tuning, _validation
 from ._log import log_step, progress_bar
 from ._version import __version__
 
@@ -30,6 +30,19 @@ HEAD_SIZE = 64
 # recall@10 0.949 at 1, 0.982 at 2 and 0.992 at 3. On Gowalla ALS factors (64 dims,
 # 65 trees, 5,000 users): 0.988 at 1 and 0.998 at 2.
 SEARCH_K_PER_TREE = 2
+
+# The neighbours of every vector at once come from a k-nearest-neighbour graph
+# refined by neighbour descent, when no search effort, filter or exclusion is
+# given, the metric is "euclidean" or "angular", and at least GRAPH_MIN_VECTORS
+# vectors are indexed. Below that, searching the trees item by item is fast enough
+# not to pay for compiling the graph kernels.
+GRAPH_MIN_VECTORS = 20_000
+# The graph seeds its rows from the leaves of at most GRAPH_INIT_TREES trees, and
+# keeps k + GRAPH_EXTRA_DEGREE neighbours per row (at least 1.5 k). Measured on
+# 100,000 x 16 uniform vectors, k = 10: degree 12 gave recall@10 0.90, 16 gave
+# 0.96, 20 gave 0.99.
+GRAPH_INIT_TREES = 8
+GRAPH_EXTRA_DEGREE = 6
 
 
 class VectorIndex:
@@ -138,6 +151,7 @@ class VectorIndex:
         in_trees[head_ids] = False
         item_ids = np.flatnonzero(in_trees).astype(np.int32)
         seeds = _validation.tree_seeds(self.random_state, n_trees)
+        graph_seed = int(seeds[0]) if n_trees else 0
 
         log_step(self.verbose, "building the index with %d trees", n_trees)
         bar = progress_bar(self.show_progress, n_trees * len(item_ids), "building trees", "pt")
@@ -150,6 +164,7 @@ class VectorIndex:
                 bar.close()
 
         self._forest = forest
+        self._graph_seed = graph_seed
         self._head_ids = head_ids
         self._vectors = rank_vectors
         self._dim = dim
@@ -226,6 +241,7 @@ class VectorIndex:
             "leaf_size": self._leaf_size_used,
             "vector_dtype": "float32",
             "max_norm": self._max_norm,
+            "graph_seed": self._graph_seed,
             "random_state": self.random_state if _is_plain_int(self.random_state) else None,
         }
         arrays = {
@@ -280,6 +296,7 @@ class VectorIndex:
         )
         index._dim = header["dim"]
         index._max_norm = header["max_norm"]
+        index._graph_seed = int(header.get("graph_seed", 0))
         index._n_trees_built = header["n_trees"]
         index._leaf_size_used = header["leaf_size"]
         if index._forest.n_trees != header["n_trees"]:
@@ -384,13 +401,18 @@ class VectorIndex:
             k = _validation.check_count(k, "k", n_vectors - 1, "the number of indexed vectors minus the vector itself")
         else:
             k = _validation.check_count(k, "k", n_vectors, "the number of indexed vectors")
-        search_k = self._effective_search_k(k, search_k)
+        _validation.check_optional_positive(search_k, "search_k")
         exclusions = _filters.exclusions_to_csr(exclude, len(row_ids), n_vectors, "ids")
         allowed = _filters.eligible_mask(self._indexed, items, exclude_items)
 
-        queries = np.ascontiguousarray(self._vectors[row_ids])
-        self_ids = row_ids.astype(np.int32)
-        found_ids, keys = self._search(queries, self_ids, exclusions, allowed, k, search_k, "vectors")
+        if ids is None and self.uses_graph(k, search_k=search_k, exclude=exclude, items=items,
+                                           exclude_items=exclude_items):
+            found_ids, keys = self._graph_neighbors(k)
+        else:
+            search_k = self._effective_search_k(k, search_k)
+            queries = np.ascontiguousarray(self._vectors[row_ids])
+            self_ids = row_ids.astype(np.int32)
+            found_ids, keys = self._search(queries, self_ids, exclusions, allowed, k, search_k, "vectors")
         distances = self._distances(keys)
         if exclude_self:
             return found_ids, distances
@@ -443,6 +465,44 @@ class VectorIndex:
     # ------------------------------------------------------------------
     # Helpers
     # ------------------------------------------------------------------
+
+    def uses_graph(self, k, search_k=None, exclude=None, items=None, exclude_items=None):
+        """Return whether ``neighbors(None, k, ...)`` with these options reads a neighbour graph.
+
+        The graph covers every vector at once, so it serves only calls for all rows
+        with the default search effort and no filter or exclusion.
+        """
+        self._check_built()
+        return (
+            self.metric in ("euclidean", "angular")
+            and search_k is None
+            and self._search_k_per_result is None
+            and exclude is None
+            and items is None
+            and exclude_items is None
+            and self.n_indexed >= GRAPH_MIN_VECTORS
+            and k + 1 < self.n_indexed
+        )
+
+    def _graph_neighbors(self, k):
+        """Return the top k of every vector, itself left out, from a graph refined by neighbour descent."""
+        degree = max(k + GRAPH_EXTRA_DEGREE, (3 * k + 1) // 2)
+        log_step(self.verbose, "building a %d-neighbour graph by neighbour descent", degree)
+        bar = progress_bar(self.show_progress, _graph.MAX_ROUNDS, "neighbour descent", "round")
+        try:
+            graph_ids, graph_keys = _graph.build_knn_graph(
+                self._forest,
+                self._vectors,
+                _METRIC_CODES[self.metric],
+                degree,
+                self._graph_seed,
+                n_init_trees=GRAPH_INIT_TREES,
+                progress=bar,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+        return _graph.sorted_neighbors(graph_ids, graph_keys, k)
 
     def _effective_search_k(self, k, search_k):
         search_k = _validation.check_optional_positive(search_k, "search_k")

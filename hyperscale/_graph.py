@@ -1,0 +1,137 @@
+"""Build a k-nearest-neighbour graph from a forest's leaves with ``_graph_kernels``."""
+
+import numba
+import numpy as np
+
+from . import _graph_kernels
+from ._forest import _run_parallel
+
+# Neighbour descent stops when a round changes fewer than this share of all edges.
+_CONVERGENCE = 0.001
+MAX_ROUNDS = 12
+# Bytes of pending updates per local-join batch: bounds the scratch memory.
+_UPDATE_BUDGET = 64 << 20
+_SEED_SALT = np.uint64(0x6A09E667F3BCC909)
+
+
+def leaves_by_tree(forest):
+    """Return (leaf ids sorted by tree, start of each tree's run in them)."""
+    # Each tree owns one run of leaf_indices, a permutation of the items in trees.
+    n_in_trees = max(forest.leaf_indices.shape[0] // max(forest.n_trees, 1), 1)
+    tree_of_leaf = forest.leaf_bounds[:, 0] // n_in_trees
+    order = np.argsort(tree_of_leaf, kind="stable")
+    starts = np.searchsorted(tree_of_leaf[order], np.arange(forest.n_trees + 1))
+    return order.astype(np.int64), starts
+
+
+def build_knn_graph(forest, vectors, metric, degree, seed, n_init_trees=None, progress=None):
+    """Return (ids int32, keys float32), both (n, degree): each row a heap of its nearest vectors.
+
+    ``vectors`` are the ranking vectors and ``metric`` the kernel metric code.
+    Rows of vectors outside the trees stay empty (-1, +inf). ``seed`` fixes the
+    sampling of neighbour descent; the same seed gives the same graph.
+    """
+    n = vectors.shape[0]
+    graph_ids = np.full((n, degree), -1, dtype=np.int32)
+    graph_keys = np.full((n, degree), np.inf, dtype=np.float32)
+    graph_new = np.zeros((n, degree), dtype=np.uint8)
+
+    leaves, tree_starts = leaves_by_tree(forest)
+    n_init = forest.n_trees if n_init_trees is None else min(n_init_trees, forest.n_trees)
+    for tree in range(n_init):
+        _run_parallel(
+            _graph_kernels.join_leaves,
+            vectors,
+            metric,
+            leaves[tree_starts[tree] : tree_starts[tree + 1]],
+            forest.leaf_bounds,
+            forest.leaf_indices,
+            graph_ids,
+            graph_keys,
+            graph_new,
+        )
+
+    # Any block count gives the same graph; one block per thread keeps all busy.
+    n_blocks = numba.get_num_threads()
+    # Sampling fewer candidates than the degree (Dong et al.'s rho below 1) was
+    # measured on 100,000 x 16 vectors: recall@10 fell from 0.96 to 0.87 at rho 0.5.
+    n_candidates = degree
+    pairs_per_vertex = n_candidates * (n_candidates - 1) // 2 + n_candidates * n_candidates
+    batch = max(1, _UPDATE_BUDGET // (12 * pairs_per_vertex))
+    seed = np.uint64(seed) ^ _SEED_SALT
+    for round_number in range(MAX_ROUNDS):
+        new_ids = np.full((n, n_candidates), -1, dtype=np.int32)
+        old_ids = np.full((n, n_candidates), -1, dtype=np.int32)
+        new_priorities = np.full((n, n_candidates), np.iinfo(np.uint32).max, dtype=np.uint32)
+        old_priorities = np.full((n, n_candidates), np.iinfo(np.uint32).max, dtype=np.uint32)
+        round_seed = seed + np.uint64(round_number)
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        sources = np.empty(n * degree, dtype=np.int32)
+        source_new = np.empty(n * degree, dtype=np.uint8)
+        _graph_kernels.reverse_edges(graph_ids, graph_new, indptr, sources, source_new)
+        _run_parallel(
+            _graph_kernels.sample_candidates,
+            graph_ids,
+            graph_new,
+            indptr,
+            sources,
+            source_new,
+            round_seed,
+            new_ids,
+            new_priorities,
+            old_ids,
+            old_priorities,
+        )
+        _run_parallel(_graph_kernels.retire_sampled, graph_ids, graph_new, new_ids)
+
+        changes = np.zeros(n_blocks, dtype=np.int64)
+        rows = min(batch, n)
+        update_a = np.empty((rows, pairs_per_vertex), dtype=np.int32)
+        update_b = np.empty((rows, pairs_per_vertex), dtype=np.int32)
+        update_keys = np.empty((rows, pairs_per_vertex), dtype=np.float32)
+        counts = np.empty(rows, dtype=np.int64)
+        for low in range(0, n, batch):
+            high = min(low + batch, n)
+            used = high - low
+            _run_parallel(
+                _graph_kernels.local_join,
+                vectors,
+                metric,
+                graph_keys,
+                new_ids,
+                old_ids,
+                low,
+                high,
+                update_a,
+                update_b,
+                update_keys,
+                counts,
+            )
+            _run_parallel(
+                _graph_kernels.apply_updates,
+                update_a[:used],
+                update_b[:used],
+                update_keys[:used],
+                counts[:used],
+                n_blocks,
+                graph_ids,
+                graph_keys,
+                graph_new,
+                changes,
+            )
+        if progress is not None:
+            progress.update(1)
+        if changes.sum() <= _CONVERGENCE * n * degree:
+            if progress is not None:
+                progress.update(MAX_ROUNDS - round_number - 1)
+            break
+    return graph_ids, graph_keys
+
+
+def sorted_neighbors(graph_ids, graph_keys, k):
+    """Return the best ``k`` of each row, best first, padded with (-1, +inf)."""
+    n = graph_ids.shape[0]
+    out_ids = np.empty((n, k), dtype=np.int32)
+    out_keys = np.empty((n, k), dtype=np.float32)
+    _run_parallel(_graph_kernels.sorted_rows, graph_ids, graph_keys, out_ids, out_keys)
+    return out_ids, out_keys

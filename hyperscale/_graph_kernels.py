@@ -1,0 +1,280 @@
+"""Numba kernels of the k-nearest-neighbour graph: data layout, build, read-out.
+
+Data layout
+-----------
+A graph of ``n`` vertices and degree ``K`` lives in three arrays of shape (n, K):
+
+``graph_ids`` int32
+    The neighbours of each vertex; -1 marks an empty slot.
+``graph_keys`` float32
+    Their ranking keys (``_kernels._rank_key``, smaller is better); +inf marks an
+    empty slot.
+``graph_new`` uint8
+    1 while a neighbour has not yet taken part in a local join.
+
+Each row is a bounded max-heap ordered by (key, id), so its root is the worst
+neighbour: an offer that does not beat the root is rejected at once.
+
+Build
+-----
+``join_leaves`` seeds the graph with every pair of points that share a leaf of a
+random-projection tree. Neighbour descent (Dong, Charikar and Li, "Efficient
+k-nearest neighbor graph construction for generic similarity measures", WWW 2011)
+then refines it: a neighbour of a neighbour is likely a neighbour. Each round
+samples candidate lists (``sample_candidates``), joins every pair of candidates of
+each vertex (``local_join``) and applies the improvements (``apply_updates``).
+
+Every phase either reads the graph or writes only rows that one block of vertices
+owns, and a bounded heap keeps the same best entries whatever the order of the
+offers. So the graph depends on the seed only, not on the thread count.
+"""
+
+import numba
+import numpy as np
+
+from ._kernels import _rank_key, _splitmix64, _top_sift_down, _worse
+
+# ---------------------------------------------------------------------------
+# Bounded heaps
+# ---------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def _contains(row, item):
+    for slot in range(row.shape[0]):
+        if row[slot] == item:
+            return True
+    return False
+
+
+@numba.njit(cache=True, nogil=True)
+def _offer_neighbor(keys, ids, flags, key, item):
+    """Offer ``item`` to one full row heap; return 1 if it entered, else 0."""
+    if not _worse(keys[0], ids[0], key, item):
+        return 0
+    if _contains(ids, item):
+        return 0
+    size = keys.shape[0]
+    position = 0
+    while True:
+        child = 2 * position + 1
+        if child >= size:
+            break
+        if child + 1 < size and _worse(keys[child + 1], ids[child + 1], keys[child], ids[child]):
+            child += 1
+        if not _worse(keys[child], ids[child], key, item):
+            break
+        keys[position] = keys[child]
+        ids[position] = ids[child]
+        flags[position] = flags[child]
+        position = child
+    keys[position] = key
+    ids[position] = item
+    flags[position] = 1
+    return 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _offer_candidate(priorities, ids, row, priority, item):
+    """Keep the candidates of the smallest priorities in the full max-heap ``row``."""
+    if not (priority < priorities[row, 0] or (priority == priorities[row, 0] and item < ids[row, 0])):
+        return
+    size = priorities.shape[1]
+    for slot in range(size):
+        if ids[row, slot] == item:
+            return
+    position = 0
+    while True:
+        child = 2 * position + 1
+        if child >= size:
+            break
+        if child + 1 < size and (
+            priorities[row, child + 1] > priorities[row, child]
+            or (priorities[row, child + 1] == priorities[row, child] and ids[row, child + 1] > ids[row, child])
+        ):
+            child += 1
+        if priorities[row, child] < priority or (priorities[row, child] == priority and ids[row, child] < item):
+            break
+        priorities[row, position] = priorities[row, child]
+        ids[row, position] = ids[row, child]
+        position = child
+    priorities[row, position] = priority
+    ids[row, position] = item
+
+
+# ---------------------------------------------------------------------------
+# Build
+# ---------------------------------------------------------------------------
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def join_leaves(vectors, metric, leaves, leaf_bounds, leaf_indices, graph_ids, graph_keys, graph_new):
+    """Offer every pair of points that share one of ``leaves`` to each other's rows.
+
+    The leaves must come from one tree, where each point lies in exactly one leaf,
+    so no two iterations write the same row.
+    """
+    for position in numba.prange(leaves.shape[0]):
+        leaf = leaves[position]
+        start = leaf_bounds[leaf, 0]
+        end = leaf_bounds[leaf, 1]
+        for s in range(start, end):
+            a = leaf_indices[s]
+            for t in range(s + 1, end):
+                b = leaf_indices[t]
+                key = _rank_key(metric, vectors[a], vectors[b])
+                _offer_neighbor(graph_keys[a], graph_ids[a], graph_new[a], key, b)
+                _offer_neighbor(graph_keys[b], graph_ids[b], graph_new[b], key, a)
+
+
+@numba.njit(cache=True, nogil=True)
+def _edge_priority(a, b, seed):
+    """Return a random uint32 priority for the edge a -> b, fixed by the round's seed."""
+    _, value = _splitmix64((np.uint64(a) << np.uint64(32)) ^ np.uint64(b) ^ seed)
+    return np.uint32(value >> np.uint64(32))
+
+
+@numba.njit(cache=True, nogil=True)
+def reverse_edges(graph_ids, graph_new, indptr, sources, source_new):
+    """Fill the CSR lists of the vertices that point to each vertex, with the edge flags.
+
+    ``indptr`` must hold n + 1 zeros. One sequential pass over the edges is cheaper
+    than any parallel scheme that needs atomic counters. The flags are copied so
+    that the sampling reads them in order instead of at random.
+    """
+    n = graph_ids.shape[0]
+    for u in range(n):
+        for slot in range(graph_ids.shape[1]):
+            v = graph_ids[u, slot]
+            if v >= 0:
+                indptr[v + 1] += 1
+    for v in range(n):
+        indptr[v + 1] += indptr[v]
+    fill = indptr[:-1].copy()
+    for u in range(n):
+        for slot in range(graph_ids.shape[1]):
+            v = graph_ids[u, slot]
+            if v >= 0:
+                sources[fill[v]] = u
+                source_new[fill[v]] = graph_new[u, slot]
+                fill[v] += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _offer_edges(graph_ids, graph_new, indptr, sources, source_new, seed, v, flag, ids, priorities):
+    """Offer the edges of ``v`` whose new-flag equals ``flag`` to row ``v``; return their count."""
+    degree = graph_ids.shape[1]
+    count = 0
+    for slot in range(degree):
+        u = graph_ids[v, slot]
+        if u >= 0 and graph_new[v, slot] == flag:
+            _offer_candidate(priorities, ids, v, _edge_priority(v, u, seed), u)
+            count += 1
+    for position in range(indptr[v], indptr[v + 1]):
+        u = sources[position]
+        if source_new[position] == flag:
+            _offer_candidate(priorities, ids, v, _edge_priority(u, v, seed), u)
+            count += 1
+    return count
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def sample_candidates(
+    graph_ids, graph_new, indptr, sources, source_new, seed, new_ids, new_priorities, old_ids, old_priorities
+):
+    """Fill each vertex's new and old candidate rows from its edges in both directions.
+
+    ``sources[indptr[v]:indptr[v + 1]]`` lists the vertices that point to ``v``,
+    and ``source_new`` the flags of those edges. Each candidate row keeps the
+    entries of smallest random priority, a uniform sample that is the same whatever
+    order the edges arrive in. Old candidates only pair with new ones, so a vertex
+    without new candidates skips them. After the first rounds, most vertices do.
+    """
+    for v in numba.prange(graph_ids.shape[0]):
+        if _offer_edges(graph_ids, graph_new, indptr, sources, source_new, seed, v, 1, new_ids, new_priorities) > 0:
+            _offer_edges(graph_ids, graph_new, indptr, sources, source_new, seed, v, 0, old_ids, old_priorities)
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def retire_sampled(graph_ids, graph_new, new_ids):
+    """Mark as old the new neighbours that were sampled, so each joins only once."""
+    for u in numba.prange(graph_ids.shape[0]):
+        for slot in range(graph_ids.shape[1]):
+            if graph_new[u, slot] and _contains(new_ids[u], graph_ids[u, slot]):
+                graph_new[u, slot] = 0
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def local_join(vectors, metric, graph_keys, new_ids, old_ids, low, high, update_a, update_b, update_keys, counts):
+    """Score each pair of candidates of vertices low..high-1 that could improve a row.
+
+    Vertex ``u`` writes its updates to row ``u - low`` of the update arrays. Pairs
+    of two old candidates are skipped: they met in an earlier round. The graph is
+    only read here, so the updates do not depend on the order of the vertices.
+    """
+    n_new = new_ids.shape[1]
+    n_old = old_ids.shape[1]
+    for u in numba.prange(low, high):
+        row = u - low
+        count = 0
+        for i in range(n_new):
+            a = new_ids[u, i]
+            if a < 0:
+                continue
+            for j in range(i + 1, n_new + n_old):
+                b = new_ids[u, j] if j < n_new else old_ids[u, j - n_new]
+                if b < 0 or b == a:
+                    continue
+                key = _rank_key(metric, vectors[a], vectors[b])
+                if key < graph_keys[a, 0] or key < graph_keys[b, 0]:
+                    update_a[row, count] = a
+                    update_b[row, count] = b
+                    update_keys[row, count] = key
+                    count += 1
+        counts[row] = count
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def apply_updates(update_a, update_b, update_keys, counts, n_blocks, graph_ids, graph_keys, graph_new, changes):
+    """Offer each update to both of its rows; block ``b`` writes only its own rows."""
+    n = graph_ids.shape[0]
+    for block in numba.prange(n_blocks):
+        low = block * n // n_blocks
+        high = (block + 1) * n // n_blocks
+        changed = 0
+        for row in range(counts.shape[0]):
+            for position in range(counts[row]):
+                a = update_a[row, position]
+                b = update_b[row, position]
+                key = update_keys[row, position]
+                if low <= a < high:
+                    changed += _offer_neighbor(graph_keys[a], graph_ids[a], graph_new[a], key, b)
+                if low <= b < high:
+                    changed += _offer_neighbor(graph_keys[b], graph_ids[b], graph_new[b], key, a)
+        changes[block] += changed
+
+
+# ---------------------------------------------------------------------------
+# Read-out
+# ---------------------------------------------------------------------------
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def sorted_rows(graph_ids, graph_keys, out_ids, out_keys):
+    """Write the best ``out_ids.shape[1]`` neighbours of each vertex, best first."""
+    size = graph_ids.shape[1]
+    k = out_ids.shape[1]
+    for u in numba.prange(graph_ids.shape[0]):
+        keys = graph_keys[u].copy()
+        ids = graph_ids[u].copy()
+        # Pop the worst until k remain, then pop the rest into place from the back.
+        for end in range(size - 1, -1, -1):
+            worst_key = keys[0]
+            worst_id = ids[0]
+            keys[0] = keys[end]
+            ids[0] = ids[end]
+            _top_sift_down(keys, ids, end, 0)
+            if end < k:
+                out_keys[u, end] = worst_key
+                out_ids[u, end] = worst_id
+

@@ -1,0 +1,131 @@
+"""The neighbour graph behind ``neighbors()`` for all vectors: recall, conventions, determinism."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import exact_top_k_dot, exact_top_k_euclidean, recall
+
+from hyperscale import VectorIndex, hyperscale
+from hyperscale import _graph, _kernels
+from hyperscale.index import GRAPH_MIN_VECTORS
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def clustered(n, dim, seed):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(60, dim))
+    labels = rng.integers(0, 60, n)
+    return (centres[labels] + 0.4 * rng.normal(size=(n, dim))).astype(np.float32)
+
+
+def quiet_index(metric, **kwargs):
+    return VectorIndex(metric=metric, random_state=3, show_progress=False, verbose=False, **kwargs)
+
+
+def exact_without_self(items, k, metric):
+    if metric == "euclidean":
+        return exact_top_k_euclidean(items, items, k + 1)[:, 1:]
+    unit = items / np.linalg.norm(items, axis=1, keepdims=True)
+    return exact_top_k_dot(unit, unit, k + 1)[:, 1:]
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "angular"])
+def test_graph_recall_conventions(metric):
+    items = clustered(GRAPH_MIN_VECTORS + 5_000, 16, seed=1)
+    index = quiet_index(metric, n_trees=8).build(items)
+    assert index.uses_graph(10)
+    found, distances = index.neighbors(k=10, exclude_self=True)
+    assert found.shape == (len(items), 10)
+    assert found.dtype == np.int32
+    assert (found != np.arange(len(items))[:, None]).all()
+    assert (np.diff(distances, axis=1) >= 0).all()
+    assert recall(found, exact_without_self(items, 10, metric)) >= 0.95
+
+    with_self, _ = index.neighbors(k=10)
+    assert (with_self[:, 0] == np.arange(len(items))).all()
+    assert (with_self[:, 1:] == found[:, :9]).all()
+
+
+def test_graph_distances_are_exact():
+    items = clustered(GRAPH_MIN_VECTORS, 8, seed=2)
+    found, distances = quiet_index("euclidean").build(items).neighbors(k=5, exclude_self=True)
+    expected = np.linalg.norm(items[found] - items[:, None, :], axis=2)
+    np.testing.assert_allclose(distances, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_graph_duplicates_zero_rows():
+    items = clustered(GRAPH_MIN_VECTORS + 10, 8, seed=4)
+    items[100:104] = items[7]
+    items[200:210] = 0
+    index = quiet_index("angular").build(items)
+    assert index.uses_graph(10)
+    found, distances = index.neighbors(k=10, exclude_self=True)
+    assert set(range(100, 104)) <= set(found[7, :4].tolist())
+    assert np.all(distances[7, :4] < 1e-5)
+    assert not np.isin(found, np.arange(200, 210)).any()
+    assert (found[200:210] == -1).all()
+    assert np.isinf(distances[200:210]).all()
+
+
+def test_filters_use_trees():
+    items = clustered(GRAPH_MIN_VECTORS, 8, seed=5)
+    index = quiet_index("euclidean").build(items)
+    assert not index.uses_graph(10, search_k=200)
+    assert not index.uses_graph(10, exclude_items=[1, 2])
+    found, _ = index.neighbors(k=10, exclude_items=[1, 2], exclude_self=True)
+    assert not np.isin(found, [1, 2]).any()
+    assert not quiet_index("dot").build(items).uses_graph(10)
+    assert not quiet_index("euclidean").build(items[: GRAPH_MIN_VECTORS - 1]).uses_graph(10)
+
+
+def test_similar_all_rows_recall():
+    items = clustered(GRAPH_MIN_VECTORS + 10_000, 12, seed=6)
+    found = hyperscale(random_state=0, show_progress=False, verbose=False).find_similar_vectors(items)
+    assert (found[:, 0] == np.arange(len(items))).all()
+    assert recall(found[:, 1:], exact_without_self(items, 9, "euclidean")) >= 0.95
+
+
+def test_graph_rows_distinct_sorted():
+    items = clustered(3_000, 8, seed=7)
+    index = quiet_index("euclidean", n_trees=4).build(items)
+    ids, keys = _graph.build_knn_graph(index._forest, index._vectors, _kernels.METRIC_EUCLIDEAN, 12, seed=9)
+    best, best_keys = _graph.sorted_neighbors(ids, keys, 12)
+    assert (best >= 0).all()
+    assert all(len(set(row)) == 12 for row in best.tolist())
+    assert (best != np.arange(len(items))[:, None]).all()
+    assert (np.diff(best_keys, axis=1) >= 0).all()
+    assert recall(best[:, :10], exact_without_self(items, 10, "euclidean")) >= 0.95
+    again = _graph.build_knn_graph(index._forest, index._vectors, _kernels.METRIC_EUCLIDEAN, 12, seed=9)
+    assert (again[0] == ids).all()
+
+
+GRAPH_SCRIPT = f"""
+import hashlib, numpy as np
+from hyperscale import VectorIndex
+rng = np.random.default_rng(0)
+items = rng.random(({GRAPH_MIN_VECTORS}, 8), dtype=np.float32)
+index = VectorIndex(metric="euclidean", random_state=5, show_progress=False, verbose=False).build(items)
+found, distances = index.neighbors(k=10, exclude_self=True)
+print(hashlib.sha256(found.tobytes() + distances.tobytes()).hexdigest())
+"""
+
+
+def test_graph_same_any_threads():
+    digests = set()
+    for threads in ("1", "2", "3"):
+        result = subprocess.run(
+            [sys.executable, "-c", GRAPH_SCRIPT],
+            cwd=REPO_ROOT,
+            env={**os.environ, "NUMBA_NUM_THREADS": threads},
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert result.returncode == 0, result.stderr
+        digests.add(result.stdout.strip())
+    assert len(digests) == 1
