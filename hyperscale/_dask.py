@@ -283,7 +283,9 @@ def recommend(
     index = hs._new_index("dot", n_trees).build(items_matrix)
     if target_recall is not None and search_k is None:
         # Tuning needs concrete vectors: it computes one chunk and samples it.
-        search_k, _ = index.tune(_first_rows(users), target_recall=target_recall, k=n_vectors)
+        # NOTE: the per-user ``exclude`` is left out of tuning here, because its
+        # rows would have to be cut to the first chunk; the item filters apply.
+        search_k, _ = index.tune(_first_rows(users), target_recall=target_recall, k=n_vectors, items=allowed)
     search_k = index._effective_search_k(n_vectors, search_k)
     log_step(
         hs.verbose,

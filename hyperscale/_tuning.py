@@ -9,13 +9,16 @@ from . import _transform
 _EXACT_BLOCK = 1024
 
 
-def exact_top_k(index, queries, k):
+def exact_top_k(index, queries, k, exclude=None, allowed=None):
     """Return the exact top-k ids (int64, best first) of an index's metric, by brute force.
 
-    Rows of queries with no result (a zero query under "angular") are all -1.
+    ``exclude`` is None or a list with one id array per query, and ``allowed`` None
+    or a mask of the items that may be returned, as in :meth:`VectorIndex.query`.
+    Rows of queries with no result (a zero query under "angular") are all -1, and
+    slots past the last eligible item are -1 too.
     """
     vectors = index._vectors
-    eligible = index._indexed
+    eligible = index._indexed if allowed is None else index._indexed & np.asarray(allowed, dtype=bool)
     truth = np.full((queries.shape[0], k), -1, dtype=np.int64)
     valid = np.ones(queries.shape[0], dtype=bool)
     if index.metric == "angular":
@@ -32,9 +35,15 @@ def exact_top_k(index, queries, k):
         else:
             keys = -products
         keys[:, ~eligible] = np.inf
+        if exclude is not None:
+            for row, excluded in enumerate(exclude[low : low + len(block)]):
+                keys[row, excluded] = np.inf
         top = np.argpartition(keys, k - 1, axis=1)[:, :k]
-        order = np.argsort(np.take_along_axis(keys, top, axis=1), axis=1, kind="stable")
-        truth[low : low + len(block)] = np.take_along_axis(top, order, axis=1)
+        top_keys = np.take_along_axis(keys, top, axis=1)
+        order = np.argsort(top_keys, axis=1, kind="stable")
+        best = np.take_along_axis(top, order, axis=1)
+        best[np.take_along_axis(top_keys, order, axis=1) == np.inf] = -1
+        truth[low : low + len(block)] = best
     truth[~valid] = -1
     return truth
 
@@ -51,12 +60,14 @@ def mean_recall(found, truth):
     return float(np.mean(hits)) / truth.shape[1]
 
 
-def choose_search_k(index, queries, target_recall, k, sample, random_state):
+def choose_search_k(index, queries, target_recall, k, sample, random_state, exclusions=None, allowed=None):
     """Return (smallest search_k reaching the target on a sample, its recall, sample size).
 
     Doubles search_k from k until the sample's recall reaches the target, then
     bisects down to within 10 %. Reaching the number of indexed vectors makes every
-    query exact, so the loop always ends.
+    query exact, so the loop always ends. ``exclusions`` (a CSR pair with one row
+    per query) and ``allowed`` (an item mask) apply to the sample as they will to
+    the queries, because filters change which items a search must find.
     """
     if not (isinstance(target_recall, (int, float)) and 0 < target_recall <= 1):
         raise ValueError(f"target_recall must be a number in (0, 1], got {target_recall!r}")
@@ -70,13 +81,20 @@ def choose_search_k(index, queries, target_recall, k, sample, random_state):
     n_sample = min(int(sample), queries.shape[0])
     rows = np.sort(rng.choice(queries.shape[0], size=n_sample, replace=False))
     sample_queries = np.ascontiguousarray(queries[rows])
-    truth = exact_top_k(index, sample_queries, k)
+    sample_exclude = None
+    if exclusions is not None:
+        indptr, indices = exclusions
+        sample_exclude = [indices[indptr[row] : indptr[row + 1]] for row in rows]
+    sample_allowed = None if allowed is None else np.asarray(allowed, dtype=bool)
+    truth = exact_top_k(index, sample_queries, k, sample_exclude, sample_allowed)
 
     def measure(search_k):
         show_progress = index.show_progress
         index.show_progress = False
         try:
-            found, _ = index.query(sample_queries, k=k, search_k=search_k)
+            found, _ = index.query(
+                sample_queries, k=k, search_k=search_k, exclude=sample_exclude, items=sample_allowed
+            )
         finally:
             index.show_progress = show_progress
         return mean_recall(found, truth)

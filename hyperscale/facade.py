@@ -160,7 +160,14 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
         index = self._new_index("dot", n_trees).build(items_matrix)
         log_step(self.verbose, "augmenting user vectors with an extra dimension (zero, so it is implicit)")
         if target_recall is not None and search_k is None:
-            search_k, _ = index.tune(users, target_recall=target_recall, k=n_vectors)
+            search_k, _ = index.tune(
+                users,
+                target_recall=target_recall,
+                k=n_vectors,
+                exclude=exclude,
+                items=items,
+                exclude_items=exclude_items,
+            )
         log_step(self.verbose, "finding top %d for all %d users", n_vectors, users.shape[0])
         ids, scores = index.query(
             users, k=n_vectors, search_k=search_k, exclude=exclude, items=items, exclude_items=exclude_items
@@ -251,7 +258,16 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
                 n_trees = GRAPH_INIT_TREES
         index = self._new_index(metric, n_trees).build(matrix)
         if target_recall is not None and search_k is None:
-            search_k, _ = index.tune(matrix, target_recall=target_recall, k=n_vectors)
+            # ``exclude`` has one row per queried vector, and tuning samples rows
+            # of the whole matrix, so it applies only when every row is queried.
+            search_k, _ = index.tune(
+                matrix,
+                target_recall=target_recall,
+                k=n_vectors,
+                exclude=exclude if vector_id is None else None,
+                items=items,
+                exclude_items=exclude_items,
+            )
         options = dict(
             k=n_vectors,
             search_k=search_k,

@@ -436,7 +436,17 @@ class VectorIndex:
         found, _ = self.query(queries, k=k, search_k=search_k)
         return _tuning.mean_recall(found, truth)
 
-    def tune(self, queries, target_recall=0.95, k=10, sample=1000, random_state=0):
+    def tune(
+        self,
+        queries,
+        target_recall=0.95,
+        k=10,
+        sample=1000,
+        random_state=0,
+        exclude=None,
+        items=None,
+        exclude_items=None,
+    ):
         """Choose the smallest ``search_k`` whose estimated recall@k reaches ``target_recall``.
 
         Estimates recall on up to ``sample`` rows of ``queries`` against exact
@@ -444,11 +454,24 @@ class VectorIndex:
         later queries without ``search_k`` use ``ratio * k``. Logs the choice and
         the estimate, and returns ``(search_k, estimated_recall)``. The estimate
         comes from a sample, so the recall on other queries can be a little lower.
+
+        Pass the filters that later queries will use (``exclude`` with one row per
+        query, ``items``, ``exclude_items``, as in :meth:`query`). Filters change
+        the items a search must find, so a choice made without them can miss the
+        target with them.
         """
         self._check_built()
         queries = _validation.as_matrix(queries, "queries")
         _validation.check_same_dim(queries.shape[1], self._dim, "queries", "the indexed vectors")
-        search_k, estimate, n_sample = _tuning.choose_search_k(self, queries, target_recall, k, sample, random_state)
+        exclusions = None
+        if exclude is not None:
+            exclusions = _filters.exclusions_to_csr(exclude, queries.shape[0], len(self), "queries")
+        allowed = None
+        if items is not None or exclude_items is not None:
+            allowed = _filters.eligible_mask(self._indexed, items, exclude_items)
+        search_k, estimate, n_sample = _tuning.choose_search_k(
+            self, queries, target_recall, k, sample, random_state, exclusions, allowed
+        )
         self._search_k_per_result = search_k / k
         log_step(
             self.verbose,

@@ -73,3 +73,36 @@ def test_recommend_target_recall():
     strict = hs.recommend(users, items, target_recall=0.99)
     assert recall(strict, truth) >= 0.97
     assert recall(loose, truth) < recall(strict, truth)
+
+
+def test_target_recall_counts_exclusions():
+    # Each user has seen its 100 best items, so the search must reach deeper.
+    rng = np.random.default_rng(0)
+    items = rng.normal(size=(5000, 16)).astype(np.float32)
+    users = rng.normal(size=(500, 16)).astype(np.float32)
+    scores = users @ items.T
+    seen = [row for row in np.argsort(-scores, axis=1)[:, :100]]
+    found = hyperscale(random_state=0, show_progress=False, verbose=False).recommend(
+        users, items, exclude=seen, target_recall=0.95
+    )
+    for row, excluded in enumerate(seen):
+        scores[row, excluded] = -np.inf
+    truth = np.argsort(-scores, axis=1)[:, :10]
+    hits = [len(set(a) & set(b)) for a, b in zip(found.tolist(), truth.tolist())]
+    assert np.mean(hits) / 10 >= 0.93
+
+
+def test_tune_with_item_filter():
+    rng = np.random.default_rng(1)
+    items = rng.normal(size=(4000, 8)).astype(np.float32)
+    queries = rng.normal(size=(300, 8)).astype(np.float32)
+    index = VectorIndex(metric="euclidean", random_state=0, show_progress=False, verbose=False).build(items)
+    allowed = np.zeros(len(items), dtype=bool)
+    allowed[::7] = True
+    search_k, estimate = index.tune(queries, target_recall=0.95, k=10, items=allowed)
+    found, _ = index.query(queries, k=10, search_k=search_k, items=allowed)
+    distances = np.linalg.norm(queries[:, None, :] - items[None, allowed, :], axis=2)
+    truth = np.flatnonzero(allowed)[np.argsort(distances, axis=1)[:, :10]]
+    hits = [len(set(a) & set(b)) for a, b in zip(found.tolist(), truth.tolist())]
+    assert estimate >= 0.95
+    assert np.mean(hits) / 10 >= 0.93
