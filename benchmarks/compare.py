@@ -129,6 +129,7 @@ FULL_SWEEP = {
     "ef": (10, 16, 32, 64, 128, 256),
     "epsilon": (0.0, 0.05, 0.1, 0.2, 0.3),
     "graph_n_neighbors": (11, 15, 30),
+    "walk_search_k": (10, 15, 20, 30, 40, 60, 80, 120, 160),
     "ef_construction": 200,
 }
 QUICK_SWEEP = {
@@ -137,6 +138,7 @@ QUICK_SWEEP = {
     "ef": (16, 64, 256),
     "epsilon": (0.0, 0.1, 0.3),
     "graph_n_neighbors": (11, 30),
+    "walk_search_k": (10, 30, 80),
     "ef_construction": 200,
 }
 # Full-run changes per workload. The numbers behind them come from the full
@@ -485,6 +487,24 @@ def run_hyperscale(workload, sweep):
             yield Row("hyperscale", workload.metric, f"n_trees={n_trees}", f"search_k={search_k}",
                       build_seconds, seconds, len(found), recall_at_k(found, workload.truth),
                       index.nbytes, "index.nbytes")
+    if workload.kind == "query":
+        yield from run_hyperscale_walk(workload, sweep)
+
+
+def run_hyperscale_walk(workload, sweep):
+    """Sweep the candidate list of the graph walk on an index built with ``graph=True``."""
+    rng = np.random.default_rng(3)
+    warm = VectorIndex(metric=workload.metric, random_state=0, show_progress=False, verbose=False, graph=True)
+    warm.build(rng.random((2_000, workload.items.shape[1]), dtype=np.float32))
+    warm.query(rng.random((5, workload.items.shape[1]), dtype=np.float32), k=K)
+
+    index = VectorIndex(metric=workload.metric, random_state=0, show_progress=False, verbose=False, graph=True)
+    _, build_seconds = timed(index.build, workload.items)
+    for search_k in sweep["walk_search_k"]:
+        (found, _), seconds = timed(index.query, workload.queries, k=K, search_k=search_k)
+        yield Row("hyperscale", f"{workload.metric} graph", f"graph=True, n_trees={index._n_trees_built}",
+                  f"search_k={search_k}", build_seconds, seconds, len(found), recall_at_k(found, workload.truth),
+                  index.nbytes, "index.nbytes", ["walks the neighbour graph from tree seeds"])
 
 
 def run_hyperscale_graph(workload):

@@ -2,15 +2,19 @@
 
 Workloads: the quickstart data (uniform [0, 1) items 100,000 x 16, users 10,000 x
 16, seed 42) and, when the data folder is present, the trained factors of
-MovieLens-100k (SVD, NMF, ALS) and Gowalla (ALS, 64 dims). Exact top-10 comes
-from numpy: one BLAS matrix product and argpartition per block of users. The kernels are compiled by a warm-up
-call first, so the times exclude compilation.
+MovieLens-100k (SVD, NMF, ALS) and Gowalla (ALS, 64 dims). With ``--w3``, also
+W3 of ``compare.py``: 1,000,000 x 64 items shaped like matrix-factorisation
+output and 10,000 users (several minutes and about 2 GB). Exact top-10 comes from
+numpy: one BLAS matrix product and argpartition per block of users (per tile for
+W3). The kernels are compiled by a warm-up call first, so the times exclude
+compilation.
 
-Usage: python benchmarks/recall_defaults.py [--data ../shared/data]
+Usage: python benchmarks/recall_defaults.py [--data ../shared/data] [--w3]
 """
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -18,6 +22,15 @@ import numpy as np
 
 from hyperscale import hyperscale
 from hyperscale._demo import exact_top_k, recall_at_k
+
+
+def w3_workload():
+    # compare.py owns the W3 generator and its tiled exact search.
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from compare import exact_top_k_tiled, factors_w3
+
+    items, users = factors_w3(quick=False)
+    return "W3 (1M x 64, MF-like)", users, items, lambda: exact_top_k_tiled(users, items, 10)
 
 
 def workloads(data_dir):
@@ -41,6 +54,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default_data = os.environ.get("HYPERSCALE_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     parser.add_argument("--data", default=default_data, help="real-data folder (default: $HYPERSCALE_DATA or ../shared/data)")
+    parser.add_argument("--w3", action="store_true", help="only W3, the 1,000,000-item workload of compare.py")
     args = parser.parse_args()
 
     hs = hyperscale(random_state=0, show_progress=False, verbose=False)
@@ -49,12 +63,16 @@ def main():
 
     print("| workload | users | items | dim | recommend (s) | exact numpy (s) | recall@10 |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for name, users, items in workloads(Path(args.data)):
+    if args.w3:
+        cases = [w3_workload()]
+    else:
+        cases = [(name, users, items, None) for name, users, items in workloads(Path(args.data))]
+    for name, users, items, exact in cases:
         start = time.perf_counter()
         found = hs.recommend(users, items)
         seconds = time.perf_counter() - start
         start = time.perf_counter()
-        truth = exact_top_k(users, items, 10)
+        truth = exact() if exact is not None else exact_top_k(users, items, 10)
         exact_seconds = time.perf_counter() - start
         print(
             f"| {name} | {users.shape[0]:,} | {items.shape[0]:,} | {items.shape[1]} | "

@@ -245,7 +245,8 @@ def query(index, queries, k=10, search_k=None, exclude=None, items=None, exclude
     queries = _prepare_queries(queries, modules[1], "queries")
     _validation.check_same_dim(queries.shape[1], index.dim, "queries", "the indexed vectors")
     k = _validation.check_count(k, "k", len(index), "the number of indexed vectors")
-    search_k = index._effective_search_k(k, search_k)
+    walk = index.graph and exclude is None and items is None and exclude_items is None
+    search_k = index._effective_search_k(k, search_k, walk)
     _check_exclusions(exclude, queries.shape[0], len(index), "queries")
     allowed = _allowed_items(len(index), items, exclude_items)
     return _search_lazily(index, queries, k, search_k, exclude, allowed, True, modules)
@@ -283,8 +284,8 @@ def recommend(
     index = hs._new_index("dot", n_trees).build(items_matrix)
     if target_recall is not None and search_k is None:
         # Tuning needs concrete vectors: it computes one chunk and samples it.
-        # NOTE: the per-user ``exclude`` is left out of tuning here, because its
-        # rows would have to be cut to the first chunk; the item filters apply.
+        # NOTE: tuning here applies the item filters but not the per-user
+        # ``exclude``, whose rows would first have to be cut to the first chunk.
         search_k, _ = index.tune(_first_rows(users), target_recall=target_recall, k=n_vectors, items=allowed)
     search_k = index._effective_search_k(n_vectors, search_k)
     log_step(

@@ -4,7 +4,7 @@ import numba
 import numpy as np
 
 from . import _graph_kernels
-from ._forest import _run_parallel
+from ._forest import QUERY_BATCH, _run_parallel
 
 # Neighbour descent stops when a round changes fewer than this share of all edges.
 _CONVERGENCE = 0.001
@@ -134,4 +134,63 @@ def sorted_neighbors(graph_ids, graph_keys, k):
     out_ids = np.empty((n, k), dtype=np.int32)
     out_keys = np.empty((n, k), dtype=np.float32)
     _run_parallel(_graph_kernels.sorted_rows, graph_ids, graph_keys, out_ids, out_keys)
+    return out_ids, out_keys
+
+
+def navigable_graph(forest, vectors, metric, degree, seed, n_init_trees=None, progress=None):
+    """Return the search graph (n, 2 degree) int32: k-nearest neighbours plus nearest in-neighbours.
+
+    ``vectors`` and ``metric`` define the space of the graph: the space of the
+    trees, where the nearest neighbours of the query are the items it must find.
+    """
+    graph_ids, graph_keys = build_knn_graph(
+        forest, vectors, metric, degree, seed, n_init_trees=n_init_trees, progress=progress
+    )
+    forward, _ = sorted_neighbors(graph_ids, graph_keys, degree)
+    n = forward.shape[0]
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    sources = np.empty(n * degree, dtype=np.int32)
+    source_new = np.empty(n * degree, dtype=np.uint8)
+    _graph_kernels.reverse_edges(forward, np.zeros_like(forward, dtype=np.uint8), indptr, sources, source_new)
+    adjacency = np.empty((n, 2 * degree), dtype=np.int32)
+    _run_parallel(_graph_kernels.add_reverse_neighbors, vectors, metric, forward, indptr, sources, adjacency)
+    return adjacency
+
+
+def search_graph(
+    forest, vectors, metric, tree_queries, rank_queries, valid, allowed, head_ids, adjacency, k, ef, seed_k,
+    seed_trees, progress=None,
+):
+    """Search all queries by trees then graph, in batches; return (ids int32, keys float32), best first.
+
+    Only the first ``seed_trees`` trees supply the ``seed_k`` seeds of each walk.
+    """
+    n_queries = tree_queries.shape[0]
+    out_ids = np.empty((n_queries, k), dtype=np.int32)
+    out_keys = np.empty((n_queries, k), dtype=np.float32)
+    if k == 0 or n_queries == 0:
+        return out_ids, out_keys
+    n_threads = numba.get_num_threads()
+    for low in range(0, n_queries, QUERY_BATCH):
+        high = min(low + QUERY_BATCH, n_queries)
+        _run_parallel(
+            _graph_kernels.graph_search_batch,
+            tree_queries[low:high],
+            rank_queries[low:high],
+            valid[low:high],
+            allowed,
+            head_ids,
+            vectors,
+            *forest.arrays()[:-1],
+            forest.roots[:seed_trees],
+            metric,
+            seed_k,
+            adjacency,
+            ef,
+            min(high - low, 4 * n_threads),
+            out_ids[low:high],
+            out_keys[low:high],
+        )
+        if progress is not None:
+            progress.update(high - low)
     return out_ids, out_keys

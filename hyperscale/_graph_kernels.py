@@ -1,4 +1,4 @@
-"""Numba kernels of the k-nearest-neighbour graph: data layout, build, read-out.
+"""Numba kernels of the k-nearest-neighbour graph: data layout, build, read-out, search.
 
 Data layout
 -----------
@@ -32,7 +32,18 @@ offers. So the graph depends on the seed only, not on the thread count.
 import numba
 import numpy as np
 
-from ._kernels import _rank_key, _splitmix64, _top_sift_down, _worse
+from ._kernels import (
+    _queue_pop,
+    _queue_push,
+    _rank_key,
+    _scan_ids,
+    _search_trees,
+    _splitmix64,
+    _top_offer,
+    _top_sift_down,
+    _worse,
+    _write_sorted,
+)
 
 # ---------------------------------------------------------------------------
 # Bounded heaps
@@ -278,3 +289,153 @@ def sorted_rows(graph_ids, graph_keys, out_ids, out_keys):
                 out_keys[u, end] = worst_key
                 out_ids[u, end] = worst_id
 
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def add_reverse_neighbors(vectors, metric, forward, indptr, sources, adjacency):
+    """Fill each row of ``adjacency`` (n, 2 K) with its K forward neighbours, then its nearest in-neighbours.
+
+    ``forward`` contains the sorted graph rows (n, K). The second half of each row
+    keeps up to K of the vertices that point to it, nearest first, and pads with
+    -1. A vertex that many others list as a neighbour keeps only its K nearest
+    of them, so no row grows past 2 K. In-neighbours make the graph navigable:
+    without them a greedy search cannot leave a dense cluster that points only
+    inward.
+    """
+    degree = forward.shape[1]
+    for v in numba.prange(forward.shape[0]):
+        for slot in range(degree):
+            adjacency[v, slot] = forward[v, slot]
+        keys = np.full(degree, np.inf, np.float32)
+        ids = np.full(degree, -1, np.int32)
+        flags = np.zeros(degree, np.uint8)
+        for position in range(indptr[v], indptr[v + 1]):
+            u = sources[position]
+            if _contains(forward[v], u):
+                continue
+            _offer_neighbor(keys, ids, flags, _rank_key(metric, vectors[v], vectors[u]), u)
+        for end in range(degree - 1, -1, -1):
+            adjacency[v, degree + end] = ids[0]
+            keys[0] = keys[end]
+            ids[0] = ids[end]
+            _top_sift_down(keys, ids, end, 0)
+
+
+# ---------------------------------------------------------------------------
+# Search
+# ---------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def _walk_graph(rank_query, vectors, metric, adjacency, stamps, epoch, top_keys, top_ids, n_top, queue_priorities,
+                queue_refs):
+    """Expand the best unexpanded result until none can improve the ``top_keys.shape[0]`` best.
+
+    Starts from the results already in the top heap, as HNSW's search of its
+    bottom layer does. Returns the heap size and the queue arrays, which may grow.
+    """
+    capacity = top_keys.shape[0]
+    size = 0
+    for position in range(n_top):
+        queue_priorities, queue_refs, size = _queue_push(
+            queue_priorities, queue_refs, size, -top_keys[position], top_ids[position]
+        )
+    while size > 0:
+        priority, vertex, size = _queue_pop(queue_priorities, queue_refs, size)
+        if n_top == capacity and -priority > top_keys[0]:
+            break
+        for slot in range(adjacency.shape[1]):
+            neighbor = adjacency[vertex, slot]
+            if neighbor < 0 or stamps[neighbor] == epoch:
+                continue
+            stamps[neighbor] = epoch
+            key = _rank_key(metric, rank_query, vectors[neighbor])
+            if n_top < capacity or _worse(top_keys[0], top_ids[0], key, neighbor):
+                n_top = _top_offer(top_keys, top_ids, n_top, key, neighbor)
+                queue_priorities, queue_refs, size = _queue_push(queue_priorities, queue_refs, size, -key, neighbor)
+    return n_top, queue_priorities, queue_refs
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def graph_search_batch(
+    tree_queries,
+    rank_queries,
+    valid,
+    allowed,
+    head_ids,
+    vectors,
+    hyperplanes,
+    offsets,
+    children,
+    leaf_bounds,
+    leaf_indices,
+    roots,
+    metric,
+    seed_k,
+    adjacency,
+    ef,
+    n_chunks,
+    out_ids,
+    out_keys,
+):
+    """Search every query by the trees, then by the graph, and write its top-k rows.
+
+    The trees score ``seed_k`` candidates, the best ``ef`` of them start a greedy
+    walk over ``adjacency``, and the head items are scored last. Items with ``allowed[item] == 0``
+    (zero rows under "angular") are never scored. Rows with ``valid[q] == False``
+    get the padding (-1, +inf). Each chunk of queries owns its scratch arrays.
+    """
+    n_queries = tree_queries.shape[0]
+    k = out_ids.shape[1]
+    for chunk in numba.prange(n_chunks):
+        low = chunk * n_queries // n_chunks
+        high = (chunk + 1) * n_queries // n_chunks
+        stamps = np.zeros(vectors.shape[0], np.int32)
+        queue_priorities = np.empty(4 * roots.shape[0] + 64, np.float32)
+        queue_refs = np.empty(4 * roots.shape[0] + 64, np.int32)
+        top_keys = np.empty(ef, np.float32)
+        top_ids = np.empty(ef, np.int32)
+        for q in range(low, high):
+            if not valid[q]:
+                for slot in range(k):
+                    out_ids[q, slot] = -1
+                    out_keys[q, slot] = np.inf
+                continue
+            epoch = q - low + 1
+            n_top, queue_priorities, queue_refs = _search_trees(
+                tree_queries[q],
+                rank_queries[q],
+                vectors,
+                hyperplanes,
+                offsets,
+                children,
+                leaf_bounds,
+                leaf_indices,
+                roots,
+                metric,
+                seed_k,
+                allowed,
+                stamps,
+                epoch,
+                queue_priorities,
+                queue_refs,
+                top_keys,
+                top_ids,
+                0,
+                0,
+            )
+            n_top, queue_priorities, queue_refs = _walk_graph(
+                rank_queries[q], vectors, metric, adjacency, stamps, epoch, top_keys, top_ids, n_top,
+                queue_priorities, queue_refs
+            )
+            # The head comes last: its items have no edges, and scored first they
+            # would push the tree seeds out of the heap before the walk starts.
+            _, n_top = _scan_ids(rank_queries[q], vectors, metric, head_ids, allowed, stamps, epoch, top_keys, top_ids,
+                                 n_top)
+            # Drop the worst until k remain, then write the rest best first.
+            while n_top > k:
+                n_top -= 1
+                top_keys[0] = top_keys[n_top]
+                top_ids[0] = top_ids[n_top]
+                _top_sift_down(top_keys, top_ids, n_top, 0)
+            _write_sorted(top_keys, top_ids, n_top, out_ids[q], out_keys[q])

@@ -36,7 +36,7 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
         self.verbose = verbose
         self.leaf_size = _validation.check_optional_positive(leaf_size, "leaf_size")
 
-    def _new_index(self, metric, n_trees):
+    def _new_index(self, metric, n_trees, graph=False):
         return VectorIndex(
             metric=metric,
             n_trees=n_trees,
@@ -44,6 +44,7 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
             random_state=self.random_state,
             show_progress=self.show_progress,
             verbose=self.verbose,
+            graph=graph,
         )
 
     def augment_vectors(self, item_vectors):
@@ -62,15 +63,16 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
         augmented[:, -1] = extra
         return augmented
 
-    def build_vector_index(self, item_vectors, n_trees=None, metric="angular", save_index=False):
+    def build_vector_index(self, item_vectors, n_trees=None, metric="angular", save_index=False, graph=False):
         """Build and return a :class:`VectorIndex` over ``item_vectors``.
 
         ``metric`` is "angular", "euclidean" or "dot". ``save_index`` may be False,
         True (write ``hyperscale_index.hsx`` in the working directory) or a path;
-        the path written is logged.
+        the path written is logged. ``graph=True`` adds the neighbour graph that
+        makes repeated queries faster (see :class:`VectorIndex`).
         """
         metric = _validation.check_metric(metric, METRICS)
-        index = self._new_index(metric, n_trees).build(item_vectors)
+        index = self._new_index(metric, n_trees, graph).build(item_vectors)
         if save_index is not False and save_index is not None:
             path = "hyperscale_index.hsx" if save_index is True else save_index
             written = index.save(path)

@@ -111,7 +111,9 @@ rng = np.random.default_rng(0)
 items = rng.random(({GRAPH_MIN_VECTORS}, 8), dtype=np.float32)
 index = VectorIndex(metric="euclidean", random_state=5, show_progress=False, verbose=False).build(items)
 found, distances = index.neighbors(k=10, exclude_self=True)
-print(hashlib.sha256(found.tobytes() + distances.tobytes()).hexdigest())
+walked = VectorIndex(metric="dot", random_state=5, show_progress=False, verbose=False, graph=True).build(items)
+ids, scores = walked.query(rng.random((500, 8), dtype=np.float32), k=10)
+print(hashlib.sha256(found.tobytes() + distances.tobytes() + walked._adjacency.tobytes() + ids.tobytes()).hexdigest())
 """
 
 
@@ -129,3 +131,86 @@ def test_graph_same_any_threads():
         assert result.returncode == 0, result.stderr
         digests.add(result.stdout.strip())
     assert len(digests) == 1
+
+
+# ---------------------------------------------------------------------------
+# Indexes built with graph=True: queries walk the graph from tree seeds
+# ---------------------------------------------------------------------------
+
+
+def items_and_queries(n_items, n_queries, dim, seed):
+    """Items and queries drawn around the same cluster centres."""
+    data = clustered(n_items + n_queries, dim, seed)
+    return data[:n_items], data[n_items:]
+
+
+def exact_top_k(metric, queries, items, k):
+    if metric == "dot":
+        return exact_top_k_dot(queries, items, k)
+    if metric == "euclidean":
+        return exact_top_k_euclidean(queries, items, k)
+    unit = items / np.linalg.norm(items, axis=1, keepdims=True)
+    return exact_top_k_dot(queries / np.linalg.norm(queries, axis=1, keepdims=True), unit, k)
+
+
+@pytest.mark.parametrize("metric", ["dot", "euclidean", "angular"])
+def test_walk_recall_default(metric):
+    items, queries = items_and_queries(20_000, 500, 16, seed=11)
+    index = quiet_index(metric, graph=True).build(items)
+    found, _ = index.query(queries, k=10)
+    assert index.default_search_k(10) == 40
+    assert recall(found, exact_top_k(metric, queries, items, 10)) >= 0.95
+
+
+def test_walk_scores_are_exact_and_sorted():
+    items, queries = items_and_queries(5_000, 200, 8, seed=13)
+    found, scores = quiet_index("dot", graph=True).build(items).query(queries, k=10)
+    np.testing.assert_allclose(scores, np.einsum("qd,qkd->qk", queries, items[found]), rtol=1e-4, atol=1e-4)
+    assert (np.diff(scores, axis=1) <= 0).all()
+
+
+def test_walk_more_candidates_more_recall():
+    items, queries = items_and_queries(20_000, 500, 16, seed=15)
+    index = quiet_index("euclidean", graph=True).build(items)
+    truth = exact_top_k("euclidean", queries, items, 10)
+    low = recall(index.query(queries, k=10, search_k=10)[0], truth)
+    high = recall(index.query(queries, k=10, search_k=200)[0], truth)
+    assert high >= 0.99
+    assert high > low
+
+
+def test_walk_survives_save_and_load(tmp_path):
+    items, queries = items_and_queries(3_000, 100, 8, seed=17)
+    index = quiet_index("angular", graph=True).build(items)
+    path = index.save(tmp_path / "walk.hsx")
+    loaded = VectorIndex.load(path, show_progress=False, verbose=False)
+    assert loaded.graph
+    assert loaded.nbytes == index.nbytes
+    assert (loaded.query(queries, k=10)[0] == index.query(queries, k=10)[0]).all()
+
+
+def test_walk_filters_and_zero_rows():
+    items, queries = items_and_queries(3_000, 50, 8, seed=19)
+    items[:5] = 0
+    queries[0] = 0
+    index = quiet_index("angular", graph=True).build(items)
+    found, distances = index.query(queries, k=10)
+    assert not np.isin(found, np.arange(5)).any()
+    assert (found[0] == -1).all()
+    assert np.isinf(distances[0]).all()
+    filtered, _ = index.query(queries, k=10, exclude_items=found[1:, 0])
+    assert not np.isin(filtered, found[1:, 0]).any()
+
+
+def test_graph_option_must_be_bool():
+    with pytest.raises(TypeError, match="graph must be True or False"):
+        VectorIndex(graph="yes")
+
+
+def test_tune_with_graph_meets_target():
+    items, queries = items_and_queries(20_000, 2_000, 16, seed=21)
+    index = quiet_index("dot", graph=True).build(items)
+    search_k, estimate = index.tune(queries[:1_000], target_recall=0.98, k=10)
+    found, _ = index.query(queries[1_000:], k=10)
+    assert estimate >= 0.98
+    assert recall(found, exact_top_k("dot", queries[1_000:], items, 10)) >= 0.96
