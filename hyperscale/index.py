@@ -52,8 +52,8 @@ GRAPH_EXTRA_DEGREE = 6
 # 16) and on Gowalla ALS-64 factors (40,981 items, 5,000 users), with 40 kept
 # candidates. One seed tree and k seeds gave recall@10 0.9984 and 0.925. Eight
 # trees and 80 seeds gave 0.9987 and 0.961, at the same speed on the first.
-# The inner-product answers of real factors lie in several clusters that the
-# nearest-neighbour graph barely links, so they need seeds from several trees.
+# On real factors the top items by inner product lie in several clusters that the
+# nearest-neighbour graph barely links, so the walk needs seeds from several trees.
 GRAPH_DEGREE = 16
 GRAPH_SEED_TREES = 8
 GRAPH_SEED_SHARE = 2.0

@@ -19,9 +19,9 @@ PER_USER = 40
 # Half the items as candidates per query, because these tests check that each
 # library's vectors keep their meaning, and test_recall.py checks recall at the
 # default effort. Factors trained on this small generated data leave unrated
-# items at or near zero, which makes the default effort of 2 * 10 * n_trees
-# candidates fall short: it measured recall@10 0.83 on the TruncatedSVD factors
-# here, and 1.0 on MovieLens-100k.
+# items at or near zero, so the default effort of 2 * 10 * n_trees candidates
+# falls short. It gave recall@10 0.83 on the TruncatedSVD factors here, against
+# 1.0 on MovieLens-100k.
 SEARCH_K = N_ITEMS // 2
 
 
