@@ -153,6 +153,19 @@ def build_forest(data, item_ids, tree_seeds, leaf_size, through_origin, progress
             offsets,
             n_negative,
         )
+        unbalanced = np.flatnonzero(n_negative < 0)
+        if len(unbalanced):
+            _run_parallel(
+                _kernels.median_split_level,
+                data,
+                leaf_indices,
+                split_starts,
+                split_ends,
+                unbalanced,
+                hyperplanes,
+                offsets,
+                n_negative,
+            )
         hyperplane_levels.append(hyperplanes)
         offset_levels.append(offsets)
 

@@ -284,7 +284,7 @@ def sorted_rows(graph_ids, graph_keys, out_ids, out_keys):
             worst_id = ids[0]
             keys[0] = keys[end]
             ids[0] = ids[end]
-            _top_sift_down(keys, ids, end, 0)
+            _top_sift_down(keys, ids, end, np.int64(0))
             if end < k:
                 out_keys[u, end] = worst_key
                 out_ids[u, end] = worst_id
@@ -318,7 +318,7 @@ def add_reverse_neighbors(vectors, metric, forward, indptr, sources, adjacency):
             adjacency[v, degree + end] = ids[0]
             keys[0] = keys[end]
             ids[0] = ids[end]
-            _top_sift_down(keys, ids, end, 0)
+            _top_sift_down(keys, ids, end, np.int64(0))
 
 
 # ---------------------------------------------------------------------------
@@ -335,7 +335,7 @@ def _walk_graph(rank_query, vectors, metric, adjacency, stamps, epoch, top_keys,
     bottom layer does. Returns the heap size and the queue arrays, which may grow.
     """
     capacity = top_keys.shape[0]
-    size = 0
+    size = np.int64(0)
     for position in range(n_top):
         queue_priorities, queue_refs, size = _queue_push(
             queue_priorities, queue_refs, size, -top_keys[position], top_ids[position]
@@ -421,8 +421,8 @@ def graph_search_batch(
                 queue_refs,
                 top_keys,
                 top_ids,
-                0,
-                0,
+                np.int64(0),
+                np.int64(0),
             )
             n_top, queue_priorities, queue_refs = _walk_graph(
                 rank_queries[q], vectors, metric, adjacency, stamps, epoch, top_keys, top_ids, n_top,
@@ -437,5 +437,5 @@ def graph_search_batch(
                 n_top -= 1
                 top_keys[0] = top_keys[n_top]
                 top_ids[0] = top_ids[n_top]
-                _top_sift_down(top_keys, top_ids, n_top, 0)
+                _top_sift_down(top_keys, top_ids, n_top, np.int64(0))
             _write_sorted(top_keys, top_ids, n_top, out_ids[q], out_keys[q])

@@ -21,9 +21,11 @@ A forest of ``n_trees`` trees lives in five flat arrays:
 Build
 -----
 The trees are built one level at a time: ``split_level`` splits every open node of
-every tree in one parallel loop, and the caller links the results. Each node draws
-its random numbers from a generator seeded by (tree seed, start, depth), so the same
-seed gives the same forest whatever the thread count or the order of the work.
+every tree in one parallel loop, and the caller links the results. The few nodes
+that no two-means plane balances are halved at their median by
+``median_split_level``. Each node draws its random numbers from a generator seeded
+by (tree seed, start, depth), so the same seed gives the same forest whatever the
+thread count or the order of the work.
 
 Search
 ------
@@ -264,7 +266,7 @@ def _argsort_stable(keys):
         largest = order[0]
         order[0] = order[end]
         order[end] = largest
-        _sift_down_by_key(keys, order, end, 0)
+        _sift_down_by_key(keys, order, end, np.int64(0))
     return order
 
 
@@ -292,8 +294,9 @@ def _split_node(data, ids, through_origin, seed, hyperplane):
 
     Writes the normal into ``hyperplane`` and reorders ``ids`` so that the negative
     side comes first. Tries up to ``_SPLIT_ATTEMPTS`` two-means planes. When each
-    leaves the node badly unbalanced (duplicates, near-parallel points), it halves
-    the node at the median margin along the last plane. Only a node of identical
+    leaves the node badly unbalanced (duplicates, near-parallel points), it returns
+    a size of -1 and leaves the last plane in ``hyperplane``: ``median_split_level``
+    then halves the node at the median margin along it. Only a node of identical
     points gets a random split, which a zero normal marks.
     """
     count = ids.shape[0]
@@ -327,8 +330,7 @@ def _split_node(data, ids, through_origin, seed, hyperplane):
             return np.float32(offset), _partition(ids, sides)
 
     if has_plane:
-        offset = _median_split(data, ids, hyperplane, sides)
-        return np.float32(offset), _partition(ids, sides)
+        return np.float32(0.0), -1
 
     # All points are identical: a Fisher-Yates shuffle, then halve.
     for t in range(count - 1, 0, -1):
@@ -353,6 +355,19 @@ def split_level(data, leaf_indices, starts, ends, seeds, through_origin, hyperpl
         offset, negative = _split_node(data, ids, through_origin, seeds[j], hyperplanes[j])
         offsets[j] = offset
         n_negative[j] = negative
+
+
+# The median split is a separate kernel because few inputs need it: kept inside
+# split_level, its sort added about 2 s to every first build's compilation.
+@numba.njit(parallel=True, cache=True, nogil=True)
+def median_split_level(data, leaf_indices, starts, ends, nodes, hyperplanes, offsets, n_negative):
+    """Halve each node j in ``nodes`` at the median margin along ``hyperplanes[j]``."""
+    for position in numba.prange(nodes.shape[0]):
+        j = nodes[position]
+        ids = leaf_indices[starts[j] : ends[j]]
+        sides = np.empty(ids.shape[0], np.uint8)
+        offsets[j] = _median_split(data, ids, hyperplanes[j], sides)
+        n_negative[j] = _partition(ids, sides)
 
 
 # ---------------------------------------------------------------------------
@@ -453,7 +468,7 @@ def _top_offer(keys, ids, size, key, item):
     if _worse(keys[0], ids[0], key, item):
         keys[0] = key
         ids[0] = item
-        _top_sift_down(keys, ids, size, 0)
+        _top_sift_down(keys, ids, size, np.int64(0))
     return size
 
 
@@ -550,7 +565,7 @@ def _search_trees(
     the size of the top-k heap and the queue arrays, which may have grown.
     """
     infinity = np.float32(np.inf)
-    size = 0
+    size = np.int64(0)
     for t in range(roots.shape[0]):
         queue_priorities, queue_refs, size = _queue_push(queue_priorities, queue_refs, size, infinity, roots[t])
 
@@ -600,7 +615,7 @@ def _write_sorted(top_keys, top_ids, n_top, out_ids, out_keys):
         out_ids[slot] = top_ids[0]
         top_keys[0] = top_keys[slot]
         top_ids[0] = top_ids[slot]
-        _top_sift_down(top_keys, top_ids, slot, 0)
+        _top_sift_down(top_keys, top_ids, slot, np.int64(0))
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -660,13 +675,13 @@ def search_batch(
             n_eligible = n_allowed - _mark_excluded(stamps, epoch, allowed, self_ids[q], excluded)
             if n_eligible <= search_k:
                 _, n_top = _scan_ids(
-                    rank_queries[q], vectors, metric, allowed_ids, allowed, stamps, epoch, top_keys, top_ids, 0
+                    rank_queries[q], vectors, metric, allowed_ids, allowed, stamps, epoch, top_keys, top_ids, np.int64(0)
                 )
             else:
                 # The head comes on top of the budget: search_k counts tree candidates,
                 # so a budget below the head size still searches the trees.
                 _, n_top = _scan_ids(
-                    rank_queries[q], vectors, metric, head_ids, allowed, stamps, epoch, top_keys, top_ids, 0
+                    rank_queries[q], vectors, metric, head_ids, allowed, stamps, epoch, top_keys, top_ids, np.int64(0)
                 )
                 n_top, queue_priorities, queue_refs = _search_trees(
                     tree_queries[q],
@@ -687,7 +702,7 @@ def search_batch(
                     queue_refs,
                     top_keys,
                     top_ids,
-                    0,
+                    np.int64(0),
                     n_top,
                 )
             _write_sorted(top_keys, top_ids, n_top, out_ids[q], out_keys[q])
