@@ -17,7 +17,7 @@ import uuid
 
 import numpy as np
 
-from . import _filters, _validation
+from . import _defaults, _filters, _validation
 from ._log import log_step
 
 INSTALL_COMMAND = 'pip install "hyperscale[dask]"'
@@ -281,12 +281,16 @@ def recommend(
     _check_exclusions(exclude, users.shape[0], n_items, "user_vectors")
     allowed = _allowed_items(n_items, items, exclude_items)
 
-    index = hs._new_index("dot", n_trees).build(items_matrix)
-    if target_recall is not None and search_k is None:
+    target_recall, sample = _defaults.recommend_target(search_k, target_recall, users.shape[0])
+    tuned = target_recall is not None
+    index = hs._new_index("dot", _defaults.recommend_trees(n_trees, items_matrix.shape[1], tuned)).build(items_matrix)
+    if tuned:
         # Tuning needs concrete vectors: it computes one chunk and samples it.
         # NOTE: tuning here applies the item filters but not the per-user
         # ``exclude``, whose rows would first have to be cut to the first chunk.
-        search_k, _ = index.tune(_first_rows(users), target_recall=target_recall, k=n_vectors, items=allowed)
+        search_k, _ = index.tune(
+            _first_rows(users), target_recall=target_recall, k=n_vectors, sample=sample, items=allowed
+        )
     search_k = index._effective_search_k(n_vectors, search_k)
     log_step(
         hs.verbose,

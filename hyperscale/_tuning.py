@@ -2,11 +2,13 @@
 
 import numpy as np
 
-from . import _transform
+from . import _forest, _kernels, _transform
 
-# Rows of queries scored per matrix product: bounds the temporary score block to
-# _EXACT_BLOCK x n_items floats.
+# Rows of queries scored per matrix product: at most _EXACT_BLOCK, and few enough
+# that the score block holds about _EXACT_SCORES floats (64 MB). With a fixed 1,024
+# rows, a million items needed 4 GB per block, and argpartition added 8 GB more.
 _EXACT_BLOCK = 1024
+_EXACT_SCORES = 1 << 24
 
 
 def exact_top_k(index, queries, k, exclude=None, allowed=None):
@@ -26,24 +28,25 @@ def exact_top_k(index, queries, k, exclude=None, allowed=None):
         valid = ~zero
     squared_norms = np.einsum("ij,ij->i", vectors, vectors) if index.metric == "euclidean" else None
 
-    for low in range(0, queries.shape[0], _EXACT_BLOCK):
-        block = queries[low : low + _EXACT_BLOCK]
-        products = block @ vectors.T
+    n_rows = max(1, min(_EXACT_BLOCK, _EXACT_SCORES // max(1, vectors.shape[0])))
+    ineligible = np.flatnonzero(~eligible)
+    for low in range(0, queries.shape[0], n_rows):
+        block = queries[low : low + n_rows]
+        keys = (block @ vectors.T).astype(np.float32, copy=False)
         if index.metric == "euclidean":
             # |q - x|² minus the constant |q|², so larger is still worse.
-            keys = squared_norms[None, :] - 2 * products
+            keys *= -2
+            keys += squared_norms[None, :]
         else:
-            keys = -products
-        keys[:, ~eligible] = np.inf
+            np.negative(keys, out=keys)
+        keys[:, ineligible] = np.inf
         if exclude is not None:
             for row, excluded in enumerate(exclude[low : low + len(block)]):
                 keys[row, excluded] = np.inf
-        top = np.argpartition(keys, k - 1, axis=1)[:, :k]
-        top_keys = np.take_along_axis(keys, top, axis=1)
-        order = np.argsort(top_keys, axis=1, kind="stable")
-        best = np.take_along_axis(top, order, axis=1)
-        best[np.take_along_axis(top_keys, order, axis=1) == np.inf] = -1
-        truth[low : low + len(block)] = best
+        best_ids = np.empty((len(block), k), dtype=np.int32)
+        best_keys = np.empty((len(block), k), dtype=np.float32)
+        _forest._run_parallel(_kernels.select_top_k, keys, best_ids, best_keys)
+        truth[low : low + len(block)] = best_ids
     truth[~valid] = -1
     return truth
 

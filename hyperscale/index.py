@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from . import _dask, _filters, _forest, _graph, _kernels, _persist, _transform, _tuning, _validation
+from . import _dask, _defaults, _filters, _forest, _graph, _kernels, _persist, _transform, _tuning, _validation
 from ._log import log_step, progress_bar
 from ._version import __version__
 
@@ -512,7 +512,7 @@ class VectorIndex:
         queries,
         target_recall=0.95,
         k=10,
-        sample=1000,
+        sample=_defaults.TUNE_SAMPLE,
         random_state=0,
         exclude=None,
         items=None,

@@ -19,7 +19,7 @@ dask = pytest.importorskip("dask")
 distributed = pytest.importorskip("distributed")
 
 from hyperscale import VectorIndex, hyperscale  # noqa: E402  (after the dask checks)
-from hyperscale import _kernels  # noqa: E402
+from hyperscale import _defaults, _kernels  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -249,11 +249,27 @@ def test_query_uses_tuned_search_k(client, vectors):
 
 def test_target_recall_tunes_on_first_chunk(client, vectors):
     users, items = vectors
-    tuned = VectorIndex(metric="dot", random_state=0, show_progress=False, verbose=False).build(items)
-    search_k, _ = tuned.tune(users[: USER_CHUNKS[0]], target_recall=0.9, k=10)
-    expected = quiet(random_state=0).recommend(users, items, search_k=search_k)
+    # The same trees as recommend() builds when it tunes: dim + 1, at most 16.
+    n_trees = min(items.shape[1] + 1, 16)
+    tuned = VectorIndex(metric="dot", n_trees=n_trees, random_state=0, show_progress=False, verbose=False)
+    search_k, _ = tuned.build(items).tune(users[: USER_CHUNKS[0]], target_recall=0.9, k=10)
+    expected = quiet(random_state=0).recommend(users, items, n_trees=n_trees, search_k=search_k)
     ids = quiet(random_state=0).recommend(as_dask(users), items, target_recall=0.9)
     assert isinstance(ids, da.Array)
+    np.testing.assert_array_equal(ids.compute(), expected)
+
+
+def test_many_users_tune_on_first_chunk(client, vectors):
+    _, items = vectors
+    users = np.random.default_rng(41).normal(size=(_defaults.AUTO_TUNE_MIN_USERS, DIM))
+    chunks = (1_000,) * (len(users) // 1_000)
+    n_trees = min(items.shape[1] + 1, _defaults.RECOMMEND_MAX_TREES)
+    tuned = VectorIndex(metric="dot", n_trees=n_trees, random_state=0, show_progress=False, verbose=False)
+    search_k, _ = tuned.build(items).tune(
+        users[: chunks[0]], target_recall=_defaults.AUTO_TARGET_RECALL, k=10, sample=_defaults.AUTO_TUNE_SAMPLE
+    )
+    expected = quiet(random_state=0).recommend(users, items, n_trees=n_trees, search_k=search_k)
+    ids = quiet(random_state=0).recommend(as_dask(users, chunks), items)
     np.testing.assert_array_equal(ids.compute(), expected)
 
 

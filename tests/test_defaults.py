@@ -1,0 +1,115 @@
+"""The trees and search effort recommend() picks when the caller gives none, and exact selection."""
+
+import logging
+
+import numpy as np
+import pytest
+from conftest import exact_top_k_dot, recall
+
+from hyperscale import LOGGER_NAME, hyperscale
+from hyperscale import _defaults, _kernels
+
+
+def quiet(**options):
+    return hyperscale(show_progress=False, verbose=False, **options)
+
+
+def clustered_factors(seed, n_items, n_users, dim=64, n_clusters=200):
+    """Return (items, users) whose directions gather around clusters, with log-normal norms."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n_clusters, dim))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+
+    def draw(n_rows, spread, sigma):
+        rows = centres[rng.integers(0, n_clusters, n_rows)]
+        rows = rows + spread * rng.standard_normal((n_rows, dim)) / np.sqrt(dim)
+        rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+        return (rows * rng.lognormal(0.0, sigma, (n_rows, 1))).astype(np.float32)
+
+    return draw(n_items, 0.8, 0.5), draw(n_users, 1.0, 0.3)
+
+
+@pytest.fixture(scope="module")
+def clustered():
+    items, users = clustered_factors(0, 40_000, _defaults.AUTO_TUNE_MIN_USERS)
+    return users, items, exact_top_k_dot(users, items, 10)
+
+
+def info_messages(caplog):
+    return [record.getMessage() for record in caplog.records if record.name == LOGGER_NAME]
+
+
+@pytest.mark.parametrize(
+    ("options", "n_trees"),
+    [({"target_recall": 0.9}, 16), ({}, 65), ({"n_trees": 40}, 40)],
+    ids=["tuned capped at 16", "untuned dim + 1", "given"],
+)
+def test_recommend_trees_by_options(options, n_trees, caplog):
+    rng = np.random.default_rng(1)
+    users, items = rng.standard_normal((50, 64)), rng.standard_normal((2_000, 64))
+    with caplog.at_level(logging.INFO, logger=LOGGER_NAME):
+        hyperscale(random_state=0, show_progress=False).recommend(users, items, **options)
+    assert f"building the index with {n_trees} trees" in info_messages(caplog)
+
+
+def test_auto_tuning_beats_fixed_budget(clustered, caplog):
+    users, items, truth = clustered
+    fixed_budget = 2 * 10 * _defaults.RECOMMEND_MAX_TREES
+    fixed = quiet(random_state=0).recommend(users, items, n_trees=_defaults.RECOMMEND_MAX_TREES, search_k=fixed_budget)
+    with caplog.at_level(logging.INFO, logger=LOGGER_NAME):
+        tuned = hyperscale(random_state=0, show_progress=False).recommend(users, items)
+    assert recall(fixed, truth) < 0.9
+    assert recall(tuned, truth) >= 0.95
+    chosen = [message for message in info_messages(caplog) if message.startswith("chose search_k=")]
+    assert len(chosen) == 1
+    assert f"on {_defaults.AUTO_TUNE_SAMPLE} sample queries" in chosen[0]
+
+
+def test_given_search_k_skips_tuning(clustered, caplog):
+    users, items, _ = clustered
+    with caplog.at_level(logging.INFO, logger=LOGGER_NAME):
+        hyperscale(random_state=0, show_progress=False).recommend(users, items, search_k=200)
+    assert not any(message.startswith("chose search_k=") for message in info_messages(caplog))
+
+
+def test_few_users_keep_fixed_budget(clustered, caplog):
+    users, items, _ = clustered
+    few = users[: _defaults.AUTO_TUNE_MIN_USERS - 1]
+    with caplog.at_level(logging.INFO, logger=LOGGER_NAME):
+        found = hyperscale(random_state=0, show_progress=False).recommend(few, items)
+    assert not any(message.startswith("chose search_k=") for message in info_messages(caplog))
+    fixed_budget = 2 * 10 * (items.shape[1] + 1)
+    np.testing.assert_array_equal(found, quiet(random_state=0).recommend(few, items, search_k=fixed_budget))
+
+
+def test_auto_tuning_is_deterministic(clustered):
+    users, items, _ = clustered
+    first = quiet(random_state=3).recommend(users, items)
+    second = quiet(random_state=3).recommend(users, items)
+    np.testing.assert_array_equal(first, second)
+
+
+def test_select_top_k_orders_ties_by_column():
+    keys = np.array([[3.0, 1.0, 2.0, 1.0, 5.0], [0.5, 0.5, 0.5, 0.5, 0.5]], dtype=np.float32)
+    ids = np.empty((2, 3), dtype=np.int32)
+    best = np.empty((2, 3), dtype=np.float32)
+    _kernels.select_top_k(keys, ids, best)
+    np.testing.assert_array_equal(ids, [[1, 3, 2], [0, 1, 2]])
+    np.testing.assert_array_equal(best, [[1.0, 1.0, 2.0], [0.5, 0.5, 0.5]])
+
+
+def test_select_top_k_pads_infinite_keys():
+    keys = np.array([[np.inf, 4.0, np.inf, 2.0]], dtype=np.float32)
+    ids = np.empty((1, 3), dtype=np.int32)
+    best = np.empty((1, 3), dtype=np.float32)
+    _kernels.select_top_k(keys, ids, best)
+    np.testing.assert_array_equal(ids, [[3, 1, -1]])
+    np.testing.assert_array_equal(best, [[2.0, 4.0, np.inf]])
+
+
+def test_select_top_k_matches_sort():
+    keys = np.random.default_rng(5).permutation(20_000).reshape(4, 5_000).astype(np.float32)
+    ids = np.empty((4, 10), dtype=np.int32)
+    best = np.empty((4, 10), dtype=np.float32)
+    _kernels.select_top_k(keys, ids, best)
+    np.testing.assert_array_equal(ids, np.argsort(keys, axis=1)[:, :10])
