@@ -102,11 +102,12 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
             Items per user; at most n_items.
         n_trees : int, optional
             Trees of the index; default dim + 1 (the dimension after the
-            transform), at most 16 when the search effort is tuned.
+            transform), or, when the search effort is tuned, dim / 2 within
+            [8, 16].
         search_k : int, optional
             Distinct eligible candidates scored exactly per user. Default: the
             value ``target_recall`` picks. Without it, for 5,000 users or more,
-            the smallest value whose estimated recall@n_vectors reaches 0.96 on
+            the smallest value whose estimated recall@n_vectors reaches 0.965 on
             500 sampled users (the choice is logged), and for fewer users
             2 * n_vectors * n_trees.
         exclude : sparse matrix, boolean array or list of id arrays, optional

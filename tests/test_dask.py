@@ -249,8 +249,7 @@ def test_query_uses_tuned_search_k(client, vectors):
 
 def test_target_recall_tunes_on_first_chunk(client, vectors):
     users, items = vectors
-    # The same trees as recommend() builds when it tunes: dim + 1, at most 16.
-    n_trees = min(items.shape[1] + 1, 16)
+    n_trees = _defaults.recommend_trees(None, items.shape[1], tuned=True)
     tuned = VectorIndex(metric="dot", n_trees=n_trees, random_state=0, show_progress=False, verbose=False)
     search_k, _ = tuned.build(items).tune(users[: USER_CHUNKS[0]], target_recall=0.9, k=10)
     expected = quiet(random_state=0).recommend(users, items, n_trees=n_trees, search_k=search_k)
@@ -263,7 +262,7 @@ def test_many_users_tune_on_first_chunk(client, vectors):
     _, items = vectors
     users = np.random.default_rng(41).normal(size=(_defaults.AUTO_TUNE_MIN_USERS, DIM))
     chunks = (1_000,) * (len(users) // 1_000)
-    n_trees = min(items.shape[1] + 1, _defaults.RECOMMEND_MAX_TREES)
+    n_trees = _defaults.recommend_trees(None, items.shape[1], tuned=True)
     tuned = VectorIndex(metric="dot", n_trees=n_trees, random_state=0, show_progress=False, verbose=False)
     search_k, _ = tuned.build(items).tune(
         users[: chunks[0]], target_recall=_defaults.AUTO_TARGET_RECALL, k=10, sample=_defaults.AUTO_TUNE_SAMPLE

@@ -52,6 +52,16 @@ def test_recommend_trees_by_options(options, n_trees, caplog):
     assert f"building the index with {n_trees} trees" in info_messages(caplog)
 
 
+@pytest.mark.parametrize(("dim", "n_trees"), [(4, 8), (16, 8), (24, 12), (64, 16), (300, 16)])
+def test_tuned_trees_half_the_dimension(dim, n_trees):
+    assert _defaults.recommend_trees(None, dim, tuned=True) == n_trees
+
+
+def test_untuned_trees_left_to_index():
+    assert _defaults.recommend_trees(None, 64, tuned=False) is None
+    assert _defaults.recommend_trees(5, 64, tuned=True) == 5
+
+
 def test_auto_tuning_beats_fixed_budget(clustered, caplog):
     users, items, truth = clustered
     fixed_budget = 2 * 10 * _defaults.RECOMMEND_MAX_TREES
