@@ -288,6 +288,8 @@ def recommend(
         # Tuning needs concrete vectors: it computes one chunk and samples it.
         # NOTE: tuning here applies the item filters but not the per-user
         # ``exclude``, whose rows would first have to be cut to the first chunk.
+        # Nor does it switch to exact search when the budget grows past 1/16 of
+        # the items, as the in-memory call does: the trees then search with it.
         search_k, _ = index.tune(
             _first_rows(users), target_recall=target_recall, k=n_vectors, sample=sample, items=allowed
         )

@@ -6,22 +6,24 @@ from . import _forest, _kernels, _transform
 
 # Rows of queries scored per matrix product: at most _EXACT_BLOCK, and few enough
 # that the score block holds about _EXACT_SCORES floats (64 MB). With a fixed 1,024
-# rows, a million items needed 4 GB per block, and argpartition added 8 GB more.
+# rows, a million items needed 4 GB per block.
 _EXACT_BLOCK = 1024
 _EXACT_SCORES = 1 << 24
 
 
-def exact_top_k(index, queries, k, exclude=None, allowed=None):
+def exact_top_k(index, queries, k, exclude=None, allowed=None, return_keys=False):
     """Return the exact top-k ids (int64, best first) of an index's metric, by brute force.
 
     ``exclude`` is None or a list with one id array per query, and ``allowed`` None
     or a mask of the items that may be returned, as in :meth:`VectorIndex.query`.
     Rows of queries with no result (a zero query under "angular") are all -1, and
-    slots past the last eligible item are -1 too.
+    slots past the last eligible item are -1 too. With ``return_keys``, also
+    return the kernel's ranking keys (float32, +inf in empty slots).
     """
     vectors = index._vectors
     eligible = index._indexed if allowed is None else index._indexed & np.asarray(allowed, dtype=bool)
     truth = np.full((queries.shape[0], k), -1, dtype=np.int64)
+    truth_keys = np.full((queries.shape[0], k), np.inf, dtype=np.float32)
     valid = np.ones(queries.shape[0], dtype=bool)
     if index.metric == "angular":
         queries, zero = _transform.unit_rows(queries)
@@ -47,8 +49,10 @@ def exact_top_k(index, queries, k, exclude=None, allowed=None):
         best_keys = np.empty((len(block), k), dtype=np.float32)
         _forest._run_parallel(_kernels.select_top_k, keys, best_ids, best_keys)
         truth[low : low + len(block)] = best_ids
+        truth_keys[low : low + len(block)] = best_keys
     truth[~valid] = -1
-    return truth
+    truth_keys[~valid] = np.inf
+    return (truth, truth_keys) if return_keys else truth
 
 
 def mean_recall(found, truth):
@@ -63,14 +67,17 @@ def mean_recall(found, truth):
     return float(np.mean(hits)) / truth.shape[1]
 
 
-def choose_search_k(index, queries, target_recall, k, sample, random_state, exclusions=None, allowed=None):
+def choose_search_k(
+    index, queries, target_recall, k, sample, random_state, exclusions=None, allowed=None, max_search_k=None
+):
     """Return (smallest search_k reaching the target on a sample, its recall, sample size).
 
     Doubles search_k from k until the sample's recall reaches the target, then
     bisects down to within 10 %. Reaching the number of indexed vectors makes every
-    query exact, so the loop always ends. ``exclusions`` (a CSR pair with one row
-    per query) and ``allowed`` (an item mask) apply to the sample as they will to
-    the queries, because filters change which items a search must find.
+    query exact, so the loop always ends. It also ends at ``max_search_k``, with
+    a recall below the target. ``exclusions`` (a CSR pair with one row per query)
+    and ``allowed`` (an item mask) apply to the sample as they will to the
+    queries, because filters change which items a search must find.
     """
     if not (isinstance(target_recall, (int, float)) and 0 < target_recall <= 1):
         raise ValueError(f"target_recall must be a number in (0, 1], got {target_recall!r}")
@@ -105,10 +112,13 @@ def choose_search_k(index, queries, target_recall, k, sample, random_state, excl
     failing = None
     search_k = k
     estimate = measure(search_k)
-    while estimate < target_recall and search_k < n_indexed:
+    limit = n_indexed if max_search_k is None else max(k, min(int(max_search_k), n_indexed))
+    while estimate < target_recall and search_k < limit:
         failing = search_k
-        search_k = min(2 * search_k, n_indexed)
+        search_k = min(2 * search_k, limit)
         estimate = measure(search_k)
+    if estimate < target_recall:
+        return search_k, estimate, n_sample
 
     while failing is not None and search_k - failing > max(k, search_k // 10):
         middle = (failing + search_k) // 2

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from . import _dask, _defaults, _filters, _transform, _validation
+from . import _dask, _defaults, _filters, _transform, _tuning, _validation
 from ._log import log_step
 from .index import GRAPH_INIT_TREES, GRAPH_MIN_VECTORS, METRICS, VectorIndex
 
@@ -170,7 +170,7 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
         index = self._new_index("dot", n_trees).build(items_matrix)
         log_step(self.verbose, "augmenting user vectors with an extra dimension (zero, so it is implicit)")
         if tuned:
-            search_k, _ = index.tune(
+            search_k, estimate = index.tune(
                 users,
                 target_recall=target_recall,
                 k=n_vectors,
@@ -178,7 +178,18 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
                 exclude=exclude,
                 items=items,
                 exclude_items=exclude_items,
+                max_search_k=_defaults.exact_threshold(index.n_indexed),
             )
+            if estimate < target_recall:
+                log_step(
+                    self.verbose,
+                    "search_k=%d (1/%d of the items) stays below recall %.3f, so every item is scored exactly",
+                    search_k,
+                    _defaults.EXACT_SHARE,
+                    target_recall,
+                )
+                ids, scores = _exact_recommend(index, users, n_vectors, exclude, items, exclude_items)
+                return (ids, scores) if return_scores else ids
         log_step(self.verbose, "finding top %d for all %d users", n_vectors, users.shape[0])
         ids, scores = index.query(
             users, k=n_vectors, search_k=search_k, exclude=exclude, items=items, exclude_items=exclude_items
@@ -295,3 +306,17 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
             ids, values = index.neighbors(vector_id, **options)
             ids, values = ids[0], values[0]
         return (ids, values) if return_scores else ids
+
+
+def _exact_recommend(index, users, k, exclude, items, exclude_items):
+    """Return the exact top-k ids (int32) and inner products (float32) of every user."""
+    exclude_rows = None
+    if exclude is not None:
+        indptr, indices = _filters.exclusions_to_csr(exclude, users.shape[0], len(index), "user_vectors")
+        exclude_rows = [indices[indptr[row] : indptr[row + 1]] for row in range(users.shape[0])]
+    allowed = None
+    if items is not None or exclude_items is not None:
+        allowed = _filters.eligible_mask(index._indexed, items, exclude_items)
+    ids, keys = _tuning.exact_top_k(index, users, k, exclude_rows, allowed, return_keys=True)
+    return ids.astype(np.int32), -keys
+

@@ -517,6 +517,7 @@ class VectorIndex:
         exclude=None,
         items=None,
         exclude_items=None,
+        max_search_k=None,
     ):
         """Choose the smallest ``search_k`` whose estimated recall@k reaches ``target_recall``.
 
@@ -530,6 +531,10 @@ class VectorIndex:
         query, ``items``, ``exclude_items``, as in :meth:`query`). Filters change
         the items a search must find, so a choice made without them can miss the
         target with them.
+
+        ``max_search_k`` stops the search at that budget: when even it misses the
+        target, ``tune`` returns it with the lower estimate. Otherwise the search
+        goes on until every indexed vector is scored, which is exact.
         """
         self._check_built()
         queries = _validation.as_matrix(queries, "queries")
@@ -540,8 +545,9 @@ class VectorIndex:
         allowed = None
         if items is not None or exclude_items is not None:
             allowed = _filters.eligible_mask(self._indexed, items, exclude_items)
+        max_search_k = _validation.check_optional_positive(max_search_k, "max_search_k")
         search_k, estimate, n_sample = _tuning.choose_search_k(
-            self, queries, target_recall, k, sample, random_state, exclusions, allowed
+            self, queries, target_recall, k, sample, random_state, exclusions, allowed, max_search_k
         )
         self._search_k_per_result = search_k / k
         log_step(

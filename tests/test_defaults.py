@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import exact_top_k_dot, recall
 
-from hyperscale import LOGGER_NAME, hyperscale
+from hyperscale import LOGGER_NAME, VectorIndex, hyperscale
 from hyperscale import _defaults, _kernels
 
 
@@ -97,6 +97,56 @@ def test_auto_tuning_is_deterministic(clustered):
     first = quiet(random_state=3).recommend(users, items)
     second = quiet(random_state=3).recommend(users, items)
     np.testing.assert_array_equal(first, second)
+
+
+@pytest.fixture(scope="module")
+def gaussian():
+    rng = np.random.default_rng(7)
+    items = rng.standard_normal((20_000, 32)).astype(np.float32)
+    users = rng.standard_normal((_defaults.AUTO_TUNE_MIN_USERS, 32)).astype(np.float32)
+    return users, items
+
+
+def test_gaussian_falls_back_to_exact(gaussian, caplog):
+    users, items = gaussian
+    with caplog.at_level(logging.INFO, logger=LOGGER_NAME):
+        ids, scores = hyperscale(random_state=0, show_progress=False).recommend(users, items, return_scores=True)
+    assert any(message.endswith("so every item is scored exactly") for message in info_messages(caplog))
+    assert ids.dtype == np.int32
+    assert recall(ids, exact_top_k_dot(users, items, 10)) == 1.0
+    expected_scores = np.take_along_axis(users @ items.T, ids.astype(np.int64), axis=1)
+    np.testing.assert_allclose(scores, expected_scores, rtol=1e-4, atol=1e-4)
+
+
+def test_exact_fallback_applies_filters(gaussian):
+    users, items = gaussian
+    rng = np.random.default_rng(8)
+    seen = [rng.choice(len(items), 30, replace=False) for _ in range(len(users))]
+    allowed = np.arange(0, len(items), 2)
+    ids = quiet(random_state=0).recommend(users, items, exclude=seen, items=allowed)
+    assert all(not np.isin(row, banned).any() for row, banned in zip(ids, seen))
+    assert (ids % 2 == 0).all()
+    keys = users @ items.T
+    keys[:, 1::2] = -np.inf
+    for row, banned in enumerate(seen):
+        keys[row, banned] = -np.inf
+    expected = np.argsort(-keys, axis=1, kind="stable")[:, :10]
+    assert recall(ids, expected) == 1.0
+
+
+def test_tune_stops_at_max_search_k(gaussian):
+    users, items = gaussian
+    index = VectorIndex(metric="dot", n_trees=8, random_state=0, show_progress=False, verbose=False).build(items)
+    search_k, estimate = index.tune(users, target_recall=0.99, k=10, sample=200, max_search_k=50)
+    assert search_k == 50
+    assert estimate < 0.99
+
+
+def test_tune_rejects_zero_max_search_k(gaussian):
+    users, items = gaussian
+    index = VectorIndex(metric="dot", n_trees=2, random_state=0, show_progress=False, verbose=False).build(items[:500])
+    with pytest.raises(ValueError, match="max_search_k"):
+        index.tune(users[:50], max_search_k=0)
 
 
 def test_select_top_k_orders_ties_by_column():
