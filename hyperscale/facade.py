@@ -109,7 +109,8 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
             value ``target_recall`` picks. Without it, for 5,000 users or more,
             the smallest value whose estimated recall@n_vectors reaches 0.965 on
             500 sampled users (the choice is logged), and for fewer users
-            2 * n_vectors * n_trees.
+            2 * n_vectors * n_trees. When the tuning needs more than 1/16 of the
+            items, every item is scored exactly instead, which is then cheaper.
         exclude : sparse matrix, boolean array or list of id arrays, optional
             Items each user must not get, typically the items already seen. Pass
             a scipy.sparse matrix (CSR, CSC, COO or any other format) or a boolean

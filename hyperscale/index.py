@@ -550,6 +550,19 @@ class VectorIndex:
             self, queries, target_recall, k, sample, random_state, exclusions, allowed, max_search_k
         )
         self._search_k_per_result = search_k / k
+        if estimate < target_recall:
+            log_step(
+                self.verbose,
+                "search_k=%d (max_search_k) misses the target for k=%d: estimated recall@%d %.3f on %d sample "
+                "queries (target %.3f); raise max_search_k for more recall",
+                search_k,
+                k,
+                k,
+                estimate,
+                n_sample,
+                target_recall,
+            )
+            return search_k, estimate
         log_step(
             self.verbose,
             "chose search_k=%d for k=%d: estimated recall@%d %.3f on %d sample queries (target %.3f)",

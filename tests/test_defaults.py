@@ -31,7 +31,7 @@ def clustered_factors(seed, n_items, n_users, dim=64, n_clusters=200):
 
 @pytest.fixture(scope="module")
 def clustered():
-    items, users = clustered_factors(0, 40_000, _defaults.AUTO_TUNE_MIN_USERS)
+    items, users = clustered_factors(0, 100_000, _defaults.AUTO_TUNE_MIN_USERS)
     return users, items, exact_top_k_dot(users, items, 10)
 
 
@@ -78,13 +78,13 @@ def test_auto_tuning_beats_fixed_budget(clustered, caplog):
 def test_given_search_k_skips_tuning(clustered, caplog):
     users, items, _ = clustered
     with caplog.at_level(logging.INFO, logger=LOGGER_NAME):
-        hyperscale(random_state=0, show_progress=False).recommend(users, items, search_k=200)
+        hyperscale(random_state=0, show_progress=False).recommend(users, items[:20_000], search_k=200)
     assert not any(message.startswith("chose search_k=") for message in info_messages(caplog))
 
 
 def test_few_users_keep_fixed_budget(clustered, caplog):
     users, items, _ = clustered
-    few = users[: _defaults.AUTO_TUNE_MIN_USERS - 1]
+    few, items = users[: _defaults.AUTO_TUNE_MIN_USERS - 1], items[:20_000]
     with caplog.at_level(logging.INFO, logger=LOGGER_NAME):
         found = hyperscale(random_state=0, show_progress=False).recommend(few, items)
     assert not any(message.startswith("chose search_k=") for message in info_messages(caplog))
@@ -134,12 +134,17 @@ def test_exact_fallback_applies_filters(gaussian):
     assert recall(ids, expected) == 1.0
 
 
-def test_tune_stops_at_max_search_k(gaussian):
+def test_tune_stops_at_max_search_k(gaussian, caplog):
     users, items = gaussian
     index = VectorIndex(metric="dot", n_trees=8, random_state=0, show_progress=False, verbose=False).build(items)
-    search_k, estimate = index.tune(users, target_recall=0.99, k=10, sample=200, max_search_k=50)
+    # verbose=False logs the steps at DEBUG.
+    with caplog.at_level(logging.DEBUG, logger=LOGGER_NAME):
+        search_k, estimate = index.tune(users, target_recall=0.99, k=10, sample=200, max_search_k=50)
     assert search_k == 50
     assert estimate < 0.99
+    messages = info_messages(caplog)
+    assert any("misses the target" in message and "raise max_search_k" in message for message in messages)
+    assert not any(message.startswith("chose search_k=") for message in messages)
 
 
 def test_tune_rejects_zero_max_search_k(gaussian):
