@@ -4,32 +4,28 @@
 TUNE_SAMPLE = 1000
 
 # A recommend() call that tunes its search effort builds half as many trees as
-# dimensions by default, from RECOMMEND_MIN_TREES to RECOMMEND_MAX_TREES. One call
-# pays for its index once, and the tuning makes up for the recall per candidate
-# that fewer trees lose. Tuned to recall@10 0.96 on 10,000 users, 100,000 uniform
-# items x 16 took 1.3 s in all with 8 trees and 1.9 s with 16. Tuned to 0.95,
-# Gowalla ALS-64 factors (41,000 items, 29,858 users) took 8.4 s with 8 trees,
-# 4.1 s with 16 and 8.8 s with 65. NOTE: between 16 and 32 dimensions the count
-# is interpolated, not measured.
+# dimensions, from RECOMMEND_MIN_TREES to RECOMMEND_MAX_TREES. One call pays for
+# its index once, and the tuning makes up for the recall per candidate that fewer
+# trees lose. benchmarks/recall_defaults.py measures the result at 16 and 64
+# dimensions. NOTE: the count for other dimensions is interpolated, not measured.
 RECOMMEND_MIN_TREES = 8
 RECOMMEND_MAX_TREES = 16
 
 # Given neither search_k nor target_recall, recommend() for at least
 # AUTO_TUNE_MIN_USERS users tunes search_k on AUTO_TUNE_SAMPLE of them, aiming at
-# AUTO_TARGET_RECALL. No fixed budget suits all data: 2 * k * n_trees gave
-# recall@10 0.982 on uniform items, 0.999 on the Gowalla factors at the cost of
-# exact search, and 0.941 on a million clustered factors. The aim is above 0.95
-# because the estimate comes from a sample: choosing the first budget whose
-# estimate passes the aim, six tuned runs landed 0.000 to 0.009 below it. Fewer
-# users are not worth a sample.
+# AUTO_TARGET_RECALL. No fixed budget suits all data: 2 * k * n_trees overshot on
+# the Gowalla factors and fell short of 0.95 on a million clustered factors
+# (BENCHMARKS.md). The aim is above 0.95 because the estimate comes from a sample,
+# and the first budget whose estimate passes the aim tends to land a little below
+# it. Fewer users are not worth a sample.
 AUTO_TUNE_MIN_USERS = 5_000
 AUTO_TUNE_SAMPLE = 500
 AUTO_TARGET_RECALL = 0.965
 
 # When tuning needs more than 1/EXACT_SHARE of the items as candidates per user,
 # recommend() scores every item exactly instead. On 100,000 x 16 uniform items,
-# one BLAS product and top-k selection per block of users cost about 6 ns per user
-# and item, and the tree search about 80 ns per candidate.
+# benchmarks/recall_defaults.py measured exact numpy search at about 6 ns per user
+# and item, and benchmarks/compare.py the tree search at about 80 ns per candidate.
 EXACT_SHARE = 16
 
 

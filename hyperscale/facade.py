@@ -4,7 +4,7 @@ import numpy as np
 
 from . import _dask, _defaults, _filters, _transform, _tuning, _validation
 from ._log import log_step
-from .index import GRAPH_INIT_TREES, GRAPH_MIN_VECTORS, METRICS, VectorIndex
+from .index import GRAPH_INIT_TREES, GRAPH_MIN_VECTORS, METRICS, VectorIndex, check_inner_product_range
 
 
 class hyperscale:  # noqa: N801  (the lower-case name is the public API users start from)
@@ -311,6 +311,8 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
 
 def _exact_recommend(index, users, k, exclude, items, exclude_items):
     """Return the exact top-k ids (int32) and inner products (float32) of every user."""
+    # The tuning checked only its sample, and an overflow here would turn into padding.
+    check_inner_product_range(users, index._max_norm)
     exclude_rows = None
     if exclude is not None:
         indptr, indices = _filters.exclusions_to_csr(exclude, users.shape[0], len(index), "user_vectors")

@@ -553,10 +553,9 @@ class VectorIndex:
         if estimate < target_recall:
             log_step(
                 self.verbose,
-                "search_k=%d (max_search_k) misses the target for k=%d: estimated recall@%d %.3f on %d sample "
-                "queries (target %.3f); raise max_search_k for more recall",
+                "target recall not reached: search_k=%d (max_search_k) gives estimated recall@%d %.3f "
+                "on %d sample queries (target %.3f); raise max_search_k for more recall",
                 search_k,
-                k,
                 k,
                 estimate,
                 n_sample,
@@ -635,7 +634,7 @@ class VectorIndex:
             valid = ~zero
             tree_queries = rank_queries
         else:
-            _check_inner_product_range(queries, self._max_norm)
+            check_inner_product_range(queries, self._max_norm)
             # The transformed query is (q, 0); scaling it to unit norm keeps the
             # ranking and puts it on the same sphere as the transformed items.
             tree_queries, _ = _transform.unit_rows(queries)
@@ -748,7 +747,8 @@ def _check_euclidean_range(vectors, name, other=None):
         )
 
 
-def _check_inner_product_range(queries, max_item_norm):
+def check_inner_product_range(queries, max_item_norm):
+    """Raise ValueError when an inner product of a query and an item could overflow float32."""
     largest_query = float(np.linalg.norm(queries.astype(np.float64), axis=1).max())
     if largest_query * max_item_norm > _validation.FLOAT32_MAX:
         raise ValueError(

@@ -134,6 +134,15 @@ def test_exact_fallback_applies_filters(gaussian):
     assert recall(ids, expected) == 1.0
 
 
+def test_exact_fallback_rejects_overflow(gaussian):
+    users, items = gaussian
+    huge = users.copy()
+    # Row 124 is outside the tuning sample, so only the exact path can catch it.
+    huge[124] *= 1e37
+    with pytest.raises(ValueError, match="overflow float32"):
+        quiet(random_state=0).recommend(huge, items)
+
+
 def test_tune_stops_at_max_search_k(gaussian, caplog):
     users, items = gaussian
     index = VectorIndex(metric="dot", n_trees=8, random_state=0, show_progress=False, verbose=False).build(items)
@@ -143,7 +152,8 @@ def test_tune_stops_at_max_search_k(gaussian, caplog):
     assert search_k == 50
     assert estimate < 0.99
     messages = info_messages(caplog)
-    assert any("misses the target" in message and "raise max_search_k" in message for message in messages)
+    assert any(message.startswith("target recall not reached") for message in messages)
+    assert any("raise max_search_k" in message for message in messages)
     assert not any(message.startswith("chose search_k=") for message in messages)
 
 
