@@ -489,6 +489,44 @@ def run_hyperscale(workload, sweep):
                       index.nbytes, "index.nbytes")
     if workload.kind == "query":
         yield from run_hyperscale_walk(workload, sweep)
+    if workload.kind == "query" and workload.metric == "dot":
+        yield from run_hyperscale_recommend(workload)
+
+
+def run_hyperscale_recommend(workload):
+    """Time the one call a user makes: ``recommend(users, items)`` with its defaults.
+
+    The call chooses between exact search and a tuned tree index by their
+    estimated costs, and logs which; the note of the row says which it took.
+    """
+    import logging
+
+    from hyperscale import LOGGER_NAME
+
+    recommender = hyperscale(random_state=0, show_progress=False, verbose=True)
+    rng = np.random.default_rng(4)
+    dim = workload.items.shape[1]
+    # Compile the exact kernel outside the timed call; run_hyperscale compiled the trees.
+    recommender.recommend(rng.random((20, dim), dtype=np.float32), rng.random((500, dim), dtype=np.float32))
+    messages = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    logger = logging.getLogger(LOGGER_NAME)
+    handler = Collect()
+    logger.addHandler(handler)
+    try:
+        found, seconds = timed(recommender.recommend, workload.queries, workload.items)
+    finally:
+        logger.removeHandler(handler)
+    exact = any(message.startswith("scoring every item exactly") or message.endswith("scored exactly")
+                for message in messages)
+    path = "took exact search" if exact else "took the tuned trees"
+    yield Row("hyperscale", "recommend()", "defaults", "one call", 0.0, seconds, len(found),
+              recall_at_k(found, workload.truth), 0, "not measured",
+              [f"one call with defaults, build and search included; {path}"])
 
 
 def run_hyperscale_walk(workload, sweep):

@@ -6,6 +6,11 @@ Python process that imports hyperscale and calls ``recommend`` once on 100 users
 2,000 items x 16 dims. The cache's file count after each run shows whether it
 keeps growing.
 
+``recommend`` with its defaults scores every item exactly for so few users, and
+compiles only the exact-search kernel. The same runs are then repeated with a
+second cache for the first tree index: ``VectorIndex("dot").build`` on the same
+items and one ``query``, which compiles the build and search kernels.
+
 Usage: python benchmarks/compile_latency.py [--runs 3]
 """
 
@@ -18,15 +23,25 @@ import tempfile
 from pathlib import Path
 
 CHILD = """
-import json, time
+import json, sys, time
 start = time.perf_counter()
 import numpy as np
-from hyperscale import hyperscale
+from hyperscale import VectorIndex, hyperscale
 imported = time.perf_counter()
 rng = np.random.default_rng(0)
-hyperscale(random_state=0, show_progress=False, verbose=False).recommend(rng.random((100, 16)), rng.random((2000, 16)))
-print(json.dumps({"import": imported - start, "first_recommend": time.perf_counter() - imported}))
+users, items = rng.random((100, 16)), rng.random((2000, 16))
+if sys.argv[1] == "recommend":
+    hyperscale(random_state=0, show_progress=False, verbose=False).recommend(users, items)
+else:
+    index = VectorIndex("dot", random_state=0, show_progress=False, verbose=False).build(items)
+    index.query(users, k=10)
+print(json.dumps({"import": imported - start, "first_call": time.perf_counter() - imported}))
 """
+
+CALLS = {
+    "recommend": "first recommend (defaults)",
+    "trees": "first tree build + query",
+}
 
 
 def main():
@@ -34,23 +49,24 @@ def main():
     parser.add_argument("--runs", type=int, default=3, help="number of fresh processes (default 3)")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as cache:
-        environment = {**os.environ, "NUMBA_CACHE_DIR": cache}
-        print("| run | cache | import (s) | first recommend (s) | cache files | cache size (KiB) |")
-        print("| ---: | --- | ---: | ---: | ---: | ---: |")
-        for run in range(1, args.runs + 1):
-            output = subprocess.run(
-                [sys.executable, "-c", CHILD], env=environment, capture_output=True, text=True, check=True
-            ).stdout
-            times = json.loads(output)
-            files = [path for path in Path(cache).rglob("*") if path.is_file()]
-            size = sum(path.stat().st_size for path in files) / 1024
-            state = "empty" if run == 1 else "warm"
-            print(
-                f"| {run} | {state} | {times['import']:.2f} | {times['first_recommend']:.2f} | "
-                f"{len(files)} | {size:.0f} |"
-            )
-
+    print("| call | run | cache | import (s) | first call (s) | cache files | cache size (KiB) |")
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: |")
+    for call, label in CALLS.items():
+        with tempfile.TemporaryDirectory() as cache:
+            environment = {**os.environ, "NUMBA_CACHE_DIR": cache}
+            for run in range(1, args.runs + 1):
+                output = subprocess.run(
+                    [sys.executable, "-c", CHILD, call], env=environment, capture_output=True, text=True, check=True
+                ).stdout
+                times = json.loads(output)
+                files = [path for path in Path(cache).rglob("*") if path.is_file()]
+                size = sum(path.stat().st_size for path in files) / 1024
+                state = "empty" if run == 1 else "warm"
+                print(
+                    f"| {label} | {run} | {state} | {times['import']:.2f} | {times['first_call']:.2f} | "
+                    f"{len(files)} | {size:.0f} |",
+                    flush=True,
+                )
 
 if __name__ == "__main__":
     main()

@@ -17,7 +17,7 @@ import uuid
 
 import numpy as np
 
-from . import _defaults, _filters, _validation
+from . import _defaults, _exact, _filters, _validation
 from ._log import log_step
 
 INSTALL_COMMAND = 'pip install "hyperscale[dask]"'
@@ -283,13 +283,20 @@ def recommend(
 
     target_recall, sample = _defaults.recommend_target(search_k, target_recall, users.shape[0])
     tuned = target_recall is not None
+    replaced = _defaults.trees_replaced_by_exact(n_trees, search_k, users.shape[0], items_matrix.shape[1])
+    if replaced is not None:
+        message = "scheduling exact top %d for all %d users in %d dask chunks: cheaper than building %d trees"
+        log_step(hs.verbose, message, n_vectors, users.shape[0], users.numblocks[0], replaced)
+        exact = _exact.ExactItems(items_matrix, hs.verbose)
+        ids, scores = _search_lazily(exact, users, n_vectors, None, exclude, allowed, return_scores, modules)
+        return (ids, scores) if return_scores else ids
     index = hs._new_index("dot", _defaults.recommend_trees(n_trees, items_matrix.shape[1], tuned)).build(items_matrix)
     if tuned:
         # Tuning needs concrete vectors: it computes one chunk and samples it.
         # NOTE: tuning here applies the item filters but not the per-user
         # ``exclude``, whose rows would first have to be cut to the first chunk.
-        # Nor does it switch to exact search when the budget grows past 1/16 of
-        # the items, as the in-memory call does: the trees then search with it.
+        # Nor does it switch to exact search when the tuned budget costs more
+        # than exact search, as the in-memory call does: the trees then search with it.
         search_k, _ = index.tune(
             _first_rows(users), target_recall=target_recall, k=n_vectors, sample=sample, items=allowed
         )

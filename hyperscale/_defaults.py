@@ -22,12 +22,22 @@ AUTO_TUNE_MIN_USERS = 5_000
 AUTO_TUNE_SAMPLE = 500
 AUTO_TARGET_RECALL = 0.965
 
-# When tuning needs more than 1/EXACT_SHARE of the items as candidates per user,
-# recommend() scores every item exactly instead. On 100,000 x 16 uniform items,
-# benchmarks/recall_defaults.py measured exact numpy search at about 6 ns per user
-# and item, and benchmarks/compare.py the tree search at about 80 ns per candidate.
-EXACT_SHARE = 16
-
+# Costs that decide between exact search and a tree index, in nanoseconds on the
+# machine of BENCHMARKS.md, measured by benchmarks/exact_crossover.py. Only their
+# ratios matter, and those move less between machines than the times.
+# Exact search, per user and item, plus per user, item and dimension:
+EXACT_NS_PER_ITEM = 0.32
+EXACT_NS_PER_ITEM_DIM = 0.039
+# The build, per tree and item, plus per tree, item and dimension:
+BUILD_NS_PER_ITEM = 514.0
+BUILD_NS_PER_ITEM_DIM = 15.0
+# The tree search, per user and candidate, plus per user, candidate and dimension:
+SEARCH_NS_PER_CANDIDATE = 63.0
+SEARCH_NS_PER_CANDIDATE_DIM = 0.8
+# The tree path is counted as this many builds: one for the build, one for the
+# tuning and the search. NOTE: an allowance, not a measurement; the search costs
+# more on data whose answers need more candidates.
+TREE_PATH_SHARE = 2.0
 
 def recommend_trees(n_trees, dim, tuned):
     """Return the trees a recommend() call builds; None leaves the choice to VectorIndex."""
@@ -47,7 +57,36 @@ def recommend_target(search_k, target_recall, n_users):
     return None, None
 
 
-def exact_threshold(n_indexed):
-    """Return the largest search_k worth tuning before exact search is cheaper."""
-    return max(1, n_indexed // EXACT_SHARE)
+def users_per_tree(dim):
+    """Return the users whose exact search costs as much as building one tree."""
+    return (BUILD_NS_PER_ITEM + BUILD_NS_PER_ITEM_DIM * dim) / _exact_ns(dim)
 
+
+def exact_is_cheaper(n_users, dim, n_trees):
+    """Return whether scoring every item for every user costs less than the tree path.
+
+    Both costs grow with the number of items, so it cancels. The tree path is
+    counted as TREE_PATH_SHARE times its build, for the tuning and the search.
+    """
+    return n_users <= TREE_PATH_SHARE * users_per_tree(dim) * n_trees
+
+
+def trees_replaced_by_exact(n_trees, search_k, n_users, dim):
+    """Return the trees that exact search makes unnecessary, or None when the trees should be built.
+
+    Only a call that gives neither ``n_trees`` nor ``search_k`` is switched.
+    """
+    if n_trees is not None or search_k is not None:
+        return None
+    planned = recommend_trees(None, dim, tuned=True)
+    return planned if exact_is_cheaper(n_users, dim, planned) else None
+
+
+def exact_threshold(n_indexed, dim):
+    """Return the largest search_k worth tuning before exact search is cheaper."""
+    per_candidate = SEARCH_NS_PER_CANDIDATE + SEARCH_NS_PER_CANDIDATE_DIM * dim
+    return max(1, int(n_indexed * _exact_ns(dim) / per_candidate))
+
+
+def _exact_ns(dim):
+    return EXACT_NS_PER_ITEM + EXACT_NS_PER_ITEM_DIM * dim

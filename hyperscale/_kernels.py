@@ -729,30 +729,3 @@ def search_batch(
                     n_top,
                 )
             _write_sorted(top_keys, top_ids, n_top, out_ids[q], out_keys[q])
-
-
-# ---------------------------------------------------------------------------
-# Exact selection
-# ---------------------------------------------------------------------------
-
-
-@numba.njit(parallel=True, cache=True, nogil=True)
-def select_top_k(keys, out_ids, out_keys):
-    """Write the ``out_ids.shape[1]`` smallest finite keys of each row of ``keys``, best first.
-
-    Ties go to the smaller column, as in the search. Slots left empty get the
-    padding (-1, +inf). Once the heap is full, most keys lose one comparison with
-    its worst entry and cost nothing more.
-    """
-    k = out_ids.shape[1]
-    for row in numba.prange(keys.shape[0]):
-        top_keys = np.empty(k, np.float32)
-        top_ids = np.empty(k, np.int32)
-        n_top = np.int64(0)
-        for column in range(keys.shape[1]):
-            key = keys[row, column]
-            # Comparing first skips the call, which costs more than the comparison.
-            if key < np.inf and (n_top < k or key <= top_keys[0]):
-                n_top = _top_offer(top_keys, top_ids, n_top, key, np.int32(column))
-        _write_sorted(top_keys, top_ids, n_top, out_ids[row], out_keys[row])
-

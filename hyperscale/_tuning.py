@@ -1,58 +1,83 @@
-"""Exact search with numpy, recall against it, and the choice of ``search_k``."""
+"""Exact search, recall against it, and the choice of ``search_k``."""
 
+import numba
 import numpy as np
 
-from . import _forest, _kernels, _transform
-
-# Rows of queries scored per matrix product: at most _EXACT_BLOCK, and few enough
-# that the score block holds about _EXACT_SCORES floats (64 MB). With a fixed 1,024
-# rows, a million items needed 4 GB per block.
-_EXACT_BLOCK = 1024
-_EXACT_SCORES = 1 << 24
+from . import _exact_kernels, _forest, _transform
 
 
-def exact_top_k(index, queries, k, exclude=None, allowed=None, return_keys=False):
-    """Return the exact top-k ids (int64, best first) of an index's metric, by brute force.
+def exact_top_k(
+    metric, vectors, indexed, queries, k, exclusions=None, allowed=None, return_keys=False, progress=None
+):
+    """Return the exact top-k ids (int64, best first) of ``queries`` among ``vectors``, by brute force.
 
-    ``exclude`` is None or a list with one id array per query, and ``allowed`` None
-    or a mask of the items that may be returned, as in :meth:`VectorIndex.query`.
-    Rows of queries with no result (a zero query under "angular") are all -1, and
-    slots past the last eligible item are -1 too. With ``return_keys``, also
-    return the kernel's ranking keys (float32, +inf in empty slots).
+    ``metric`` and ``vectors`` are an index's metric and ranked vectors (unit rows
+    under "angular"), and ``indexed`` its mask of indexed rows. ``exclusions`` is None or a CSR pair ``(indptr, indices)`` with one row per
+    query, and ``allowed`` None or a mask of the items that may be returned, as
+    in :meth:`VectorIndex.query`. Rows of queries with no result (a zero query
+    under "angular") are all -1, and slots past the last eligible item are -1
+    too. With ``return_keys``, also return the ranking keys (float32, +inf in
+    empty slots): minus the inner product under "dot". ``progress`` (a tqdm bar
+    or None) advances by the queries done.
     """
-    vectors = index._vectors
-    eligible = index._indexed if allowed is None else index._indexed & np.asarray(allowed, dtype=bool)
-    truth = np.full((queries.shape[0], k), -1, dtype=np.int64)
-    truth_keys = np.full((queries.shape[0], k), np.inf, dtype=np.float32)
+    eligible = indexed if allowed is None else indexed & np.asarray(allowed, dtype=bool)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
     valid = np.ones(queries.shape[0], dtype=bool)
-    if index.metric == "angular":
+    if metric == "angular":
         queries, zero = _transform.unit_rows(queries)
         valid = ~zero
-    squared_norms = np.einsum("ij,ij->i", vectors, vectors) if index.metric == "euclidean" else None
+    if metric == "euclidean":
+        # |q - x|² = |q|² - 2 (q·x - |x|² / 2), and |q|² is the same for every item.
+        bias = -0.5 * np.einsum("ij,ij->i", vectors, vectors, dtype=np.float32)
+    else:
+        bias = np.zeros(vectors.shape[0], dtype=np.float32)
+    bias[~eligible] = -np.inf
+    indptr, indices = _sorted_rows(exclusions, queries.shape[0])
 
-    n_rows = max(1, min(_EXACT_BLOCK, _EXACT_SCORES // max(1, vectors.shape[0])))
-    ineligible = np.flatnonzero(~eligible)
-    for low in range(0, queries.shape[0], n_rows):
-        block = queries[low : low + n_rows]
-        keys = (block @ vectors.T).astype(np.float32, copy=False)
-        if index.metric == "euclidean":
-            # |q - x|² minus the constant |q|², so larger is still worse.
-            keys *= -2
-            keys += squared_norms[None, :]
-        else:
-            np.negative(keys, out=keys)
-        keys[:, ineligible] = np.inf
-        if exclude is not None:
-            for row, excluded in enumerate(exclude[low : low + len(block)]):
-                keys[row, excluded] = np.inf
-        best_ids = np.empty((len(block), k), dtype=np.int32)
-        best_keys = np.empty((len(block), k), dtype=np.float32)
-        _forest._run_parallel(_kernels.select_top_k, keys, best_ids, best_keys)
-        truth[low : low + len(block)] = best_ids
-        truth_keys[low : low + len(block)] = best_keys
+    ids = np.empty((queries.shape[0], k), dtype=np.int32)
+    keys = np.empty((queries.shape[0], k), dtype=np.float32)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    tile = _tile_size(queries.shape[0])
+    # Several tiles per thread and call keep every thread busy between bar updates.
+    batch = 4 * tile * numba.get_num_threads()
+    for low in range(0, queries.shape[0], batch):
+        high = min(low + batch, queries.shape[0])
+        _forest._run_parallel(
+            _exact_kernels.exact_search,
+            queries[low:high],
+            vectors,
+            bias,
+            indptr[low : high + 1] - indptr[low],
+            indices[indptr[low] : indptr[high]],
+            tile,
+            ids[low:high],
+            keys[low:high],
+        )
+        if progress is not None:
+            progress.update(high - low)
+    truth = ids.astype(np.int64)
     truth[~valid] = -1
-    truth_keys[~valid] = np.inf
-    return (truth, truth_keys) if return_keys else truth
+    keys[~valid] = np.inf
+    return (truth, keys) if return_keys else truth
+
+
+def _tile_size(n_queries):
+    """Queries per parallel task: a multiple of 8 (one AVX2 register), one task per thread up to the cap."""
+    per_thread = -(-n_queries // numba.get_num_threads())
+    return int(min(_exact_kernels.MAX_TILE, max(8, -(-per_thread // 8) * 8)))
+
+
+def _sorted_rows(exclusions, n_queries):
+    """Return the CSR exclusions with each row sorted, as the kernel's binary search needs."""
+    if exclusions is None:
+        return np.zeros(n_queries + 1, dtype=np.int64), np.zeros(0, dtype=np.int32)
+    indptr, indices = exclusions
+    indptr = np.asarray(indptr, dtype=np.int64)
+    indices = np.asarray(indices, dtype=np.int32)
+    if indices.size:
+        rows = np.repeat(np.arange(n_queries), np.diff(indptr))
+        indices = indices[np.lexsort((indices, rows))]
+    return indptr, indices
 
 
 def mean_recall(found, truth):
@@ -60,11 +85,17 @@ def mean_recall(found, truth):
     answered = truth[:, 0] >= 0
     if not answered.any():
         return 1.0
-    hits = [
-        len(np.intersect1d(found_row, truth_row[truth_row >= 0]))
-        for found_row, truth_row in zip(found[answered], truth[answered])
-    ]
-    return float(np.mean(hits)) / truth.shape[1]
+    found = found[answered]
+    truth = truth[answered]
+    hits = 0
+    # Rows hold distinct ids (padding aside), so counting equal pairs counts the
+    # common ids; blocks bound the (rows, k, k) comparison to about 16 MB.
+    rows = max(1, (1 << 24) // (truth.shape[1] * truth.shape[1]))
+    for low in range(0, truth.shape[0], rows):
+        truth_block = truth[low : low + rows]
+        same = found[low : low + rows, :, None] == truth_block[:, None, :]
+        hits += int((same.any(axis=1) & (truth_block >= 0)).sum())
+    return hits / (truth.shape[0] * truth.shape[1])
 
 
 def choose_search_k(
@@ -92,11 +123,18 @@ def choose_search_k(
     rows = np.sort(rng.choice(queries.shape[0], size=n_sample, replace=False))
     sample_queries = np.ascontiguousarray(queries[rows])
     sample_exclude = None
+    sample_exclusions = None
     if exclusions is not None:
         indptr, indices = exclusions
         sample_exclude = [indices[indptr[row] : indptr[row + 1]] for row in rows]
+        lengths = np.array([len(row) for row in sample_exclude], dtype=np.int64)
+        sample_indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        sample_indices = np.concatenate(sample_exclude) if sample_exclude else np.zeros(0, dtype=np.int32)
+        sample_exclusions = (sample_indptr, sample_indices)
     sample_allowed = None if allowed is None else np.asarray(allowed, dtype=bool)
-    truth = exact_top_k(index, sample_queries, k, sample_exclude, sample_allowed)
+    truth = exact_top_k(
+        index.metric, index._vectors, index._indexed, sample_queries, k, sample_exclusions, sample_allowed
+    )
 
     def measure(search_k):
         show_progress = index.show_progress

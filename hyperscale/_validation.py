@@ -159,3 +159,13 @@ def tree_seeds(random_state, n_trees):
         "random_state must be None, an integer, a numpy Generator or a numpy RandomState, "
         f"got {random_state!r}"
     )
+
+
+def check_inner_product_range(queries, max_item_norm):
+    """Raise ValueError when an inner product of a query and an item could overflow float32."""
+    largest_query = float(np.linalg.norm(queries.astype(np.float64), axis=1).max())
+    if largest_query * max_item_norm > FLOAT32_MAX:
+        raise ValueError(
+            f"inner products of queries with norm up to {largest_query:.3g} and items with "
+            f"norm up to {max_item_norm:.3g} overflow float32; rescale the queries or the items"
+        )

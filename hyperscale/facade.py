@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from . import _dask, _defaults, _filters, _transform, _tuning, _validation
+from . import _dask, _defaults, _exact, _filters, _transform, _validation
 from ._log import log_step
-from .index import GRAPH_INIT_TREES, GRAPH_MIN_VECTORS, METRICS, VectorIndex, check_inner_product_range
+from .index import GRAPH_INIT_TREES, GRAPH_MIN_VECTORS, METRICS, VectorIndex
 
 
 class hyperscale:  # noqa: N801  (the lower-case name is the public API users start from)
@@ -109,8 +109,7 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
             value ``target_recall`` picks. Without it, for 5,000 users or more,
             the smallest value whose estimated recall@n_vectors reaches 0.965 on
             500 sampled users (the choice is logged), and for fewer users
-            2 * n_vectors * n_trees. When the tuning needs more than 1/16 of the
-            items, every item is scored exactly instead, which is then cheaper.
+            2 * n_vectors * n_trees.
         exclude : sparse matrix, boolean array or list of id arrays, optional
             Items each user must not get, typically the items already seen. Pass
             a scipy.sparse matrix (CSR, CSC, COO or any other format) or a boolean
@@ -137,6 +136,14 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
 
         When the filters leave fewer than ``n_vectors`` items for a user, the row
         ends with id -1 and score -inf.
+
+        Given neither ``n_trees`` nor ``search_k``, the call first compares the
+        cost of scoring every item for every user with the cost of building and
+        searching trees, and when exact search is cheaper (for example with a
+        few thousand users, or 10,000 users of 16 dimensions) it returns the
+        exact top ``n_vectors`` without building an index. A tuning that needs
+        more candidates than exact search would cost also ends in exact search.
+        Both choices are logged.
 
         When ``user_vectors`` is a dask array, the results are dask arrays with
         the same row chunks, searched when they are computed. ``exclude`` must
@@ -167,10 +174,19 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
 
         target_recall, sample = _defaults.recommend_target(search_k, target_recall, users.shape[0])
         tuned = target_recall is not None
+        replaced = _defaults.trees_replaced_by_exact(n_trees, search_k, users.shape[0], items_matrix.shape[1])
+        if replaced is not None:
+            message = "scoring every item exactly for %d users: cheaper than building %d trees and searching them"
+            log_step(self.verbose, message, users.shape[0], replaced)
+            ids, scores = _exact.ExactItems(items_matrix, self.verbose, self.show_progress).query(
+                users, n_vectors, exclude=exclude, items=items, exclude_items=exclude_items
+            )
+            return (ids, scores) if return_scores else ids
         n_trees = _defaults.recommend_trees(n_trees, items_matrix.shape[1], tuned)
         index = self._new_index("dot", n_trees).build(items_matrix)
         log_step(self.verbose, "augmenting user vectors with an extra dimension (zero, so it is implicit)")
         if tuned:
+            max_search_k = _defaults.exact_threshold(index.n_indexed, items_matrix.shape[1])
             search_k, estimate = index.tune(
                 users,
                 target_recall=target_recall,
@@ -179,17 +195,19 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
                 exclude=exclude,
                 items=items,
                 exclude_items=exclude_items,
-                max_search_k=_defaults.exact_threshold(index.n_indexed),
+                max_search_k=max_search_k,
             )
             if estimate < target_recall:
                 log_step(
                     self.verbose,
-                    "search_k=%d (1/%d of the items) stays below recall %.3f, so every item is scored exactly",
+                    "search_k=%d stays below recall %.3f, and more candidates would cost more than "
+                    "scoring every item, so every item is scored exactly",
                     search_k,
-                    _defaults.EXACT_SHARE,
                     target_recall,
                 )
-                ids, scores = _exact_recommend(index, users, n_vectors, exclude, items, exclude_items)
+                ids, scores = _exact.ExactItems(items_matrix, self.verbose, self.show_progress).query(
+                    users, n_vectors, exclude=exclude, items=items, exclude_items=exclude_items
+                )
                 return (ids, scores) if return_scores else ids
         log_step(self.verbose, "finding top %d for all %d users", n_vectors, users.shape[0])
         ids, scores = index.query(
@@ -307,19 +325,3 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
             ids, values = index.neighbors(vector_id, **options)
             ids, values = ids[0], values[0]
         return (ids, values) if return_scores else ids
-
-
-def _exact_recommend(index, users, k, exclude, items, exclude_items):
-    """Return the exact top-k ids (int32) and inner products (float32) of every user."""
-    # The tuning checked only its sample, and an overflow here would turn into padding.
-    check_inner_product_range(users, index._max_norm)
-    exclude_rows = None
-    if exclude is not None:
-        indptr, indices = _filters.exclusions_to_csr(exclude, users.shape[0], len(index), "user_vectors")
-        exclude_rows = [indices[indptr[row] : indptr[row + 1]] for row in range(users.shape[0])]
-    allowed = None
-    if items is not None or exclude_items is not None:
-        allowed = _filters.eligible_mask(index._indexed, items, exclude_items)
-    ids, keys = _tuning.exact_top_k(index, users, k, exclude_rows, allowed, return_keys=True)
-    return ids.astype(np.int32), -keys
-

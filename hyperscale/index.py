@@ -496,14 +496,14 @@ class VectorIndex:
     def recall(self, queries, k=10, search_k=None):
         """Return the mean recall@k of :meth:`query` against exact search on ``queries``.
 
-        Exact search scores every indexed vector with numpy, so a sample of a few
-        thousand queries is usually enough.
+        Exact search scores every indexed vector, so a sample of a few thousand
+        queries is usually enough.
         """
         self._check_built()
         queries = _validation.as_matrix(queries, "queries")
         _validation.check_same_dim(queries.shape[1], self._dim, "queries", "the indexed vectors")
         k = _validation.check_count(k, "k", self.n_indexed, "the number of indexed non-zero vectors")
-        truth = _tuning.exact_top_k(self, queries, k)
+        truth = _tuning.exact_top_k(self.metric, self._vectors, self._indexed, queries, k)
         found, _ = self.query(queries, k=k, search_k=search_k)
         return _tuning.mean_recall(found, truth)
 
@@ -634,7 +634,7 @@ class VectorIndex:
             valid = ~zero
             tree_queries = rank_queries
         else:
-            check_inner_product_range(queries, self._max_norm)
+            _validation.check_inner_product_range(queries, self._max_norm)
             # The transformed query is (q, 0); scaling it to unit norm keeps the
             # ranking and puts it on the same sphere as the transformed items.
             tree_queries, _ = _transform.unit_rows(queries)
@@ -744,14 +744,4 @@ def _check_euclidean_range(vectors, name, other=None):
         raise ValueError(
             f"{name} contain values up to {largest:.3g}, too large for float32 squared "
             "distances; rescale the vectors (for example divide them by their largest norm)"
-        )
-
-
-def check_inner_product_range(queries, max_item_norm):
-    """Raise ValueError when an inner product of a query and an item could overflow float32."""
-    largest_query = float(np.linalg.norm(queries.astype(np.float64), axis=1).max())
-    if largest_query * max_item_norm > _validation.FLOAT32_MAX:
-        raise ValueError(
-            f"inner products of queries with norm up to {largest_query:.3g} and items with "
-            f"norm up to {max_item_norm:.3g} overflow float32; rescale the queries or the items"
         )

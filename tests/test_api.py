@@ -51,12 +51,20 @@ def test_recommend_rows_best_first(factors):
 def test_recommend_default_n_trees_logged(factors, caplog):
     users, items = factors
     with caplog.at_level(logging.INFO, logger=LOGGER_NAME):
-        hyperscale(random_state=0, show_progress=False).recommend(users, items)
+        hyperscale(random_state=0, show_progress=False).recommend(users, items, search_k=100)
     messages = [record.getMessage() for record in caplog.records if record.name == LOGGER_NAME]
     assert "augmenting vectors with the Euclidean transformation" in messages
     assert "building the index with 13 trees" in messages
     assert any(message.startswith("augmenting user vectors with an extra dimension") for message in messages)
     assert "finding top 10 for all 300 users" in messages
+
+
+def test_recommend_logs_exact_choice(factors, caplog):
+    users, items = factors
+    with caplog.at_level(logging.INFO, logger=LOGGER_NAME):
+        hyperscale(random_state=0, show_progress=False).recommend(users, items)
+    messages = [record.getMessage() for record in caplog.records if record.name == LOGGER_NAME]
+    assert any(message.startswith("scoring every item exactly for 300 users: cheaper than") for message in messages)
 
 
 def test_verbose_false_logs_nothing_at_info(factors, caplog):
@@ -66,12 +74,17 @@ def test_verbose_false_logs_nothing_at_info(factors, caplog):
     assert [r for r in caplog.records if r.name == LOGGER_NAME and r.levelno >= logging.INFO] == []
 
 
-def test_progress_bars_on_stderr(factors, capsys):
+@pytest.mark.parametrize(
+    ("options", "bars"),
+    [({}, ["scoring every item"]), ({"search_k": 100}, ["building trees", "searching"])],
+    ids=["exact", "trees"],
+)
+def test_progress_bars_on_stderr(factors, capsys, options, bars):
     users, items = factors
-    hyperscale(random_state=0, verbose=False).recommend(users, items)
+    hyperscale(random_state=0, verbose=False).recommend(users, items, **options)
     err = capsys.readouterr().err
-    assert "building trees" in err
-    assert "searching" in err
+    for bar in bars:
+        assert bar in err
 
 
 def test_show_progress_false_prints_nothing(factors, capsys):
@@ -93,7 +106,7 @@ def test_default_handler_prints_without_logging_config():
         [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr
-    assert "⚡hyperscale: building the index with 5 trees" in result.stderr
+    assert "⚡hyperscale: scoring every item exactly for 20 users" in result.stderr
 
 
 def test_default_handler_yields_to_root_handler():
@@ -109,7 +122,7 @@ def test_default_handler_yields_to_root_handler():
         [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr
-    assert "ROOT building the index with 5 trees" in result.stdout
+    assert "ROOT scoring every item exactly for 20 users" in result.stdout
     assert "⚡hyperscale:" not in result.stderr
 
 

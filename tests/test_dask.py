@@ -19,7 +19,8 @@ dask = pytest.importorskip("dask")
 distributed = pytest.importorskip("distributed")
 
 from hyperscale import VectorIndex, hyperscale  # noqa: E402  (after the dask checks)
-from hyperscale import _defaults, _kernels  # noqa: E402
+from hyperscale import _defaults, _exact_kernels, _kernels  # noqa: E402
+from hyperscale._exact import ExactItems  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,12 +96,12 @@ def scatter_calls(client, monkeypatch):
 
 
 def is_index(data):
-    return any(isinstance(item, VectorIndex) for item in data)
+    return any(isinstance(item, (VectorIndex, ExactItems)) for item in data)
 
 
 def index_keys_per_worker(client):
     return {
-        worker: sorted(key for key in keys if str(key).startswith("VectorIndex-"))
+        worker: sorted(key for key in keys if str(key).startswith(("VectorIndex-", "ExactItems-")))
         for worker, keys in client.has_what().items()
     }
 
@@ -253,7 +254,7 @@ def test_target_recall_tunes_on_first_chunk(client, vectors):
     tuned = VectorIndex(metric="dot", n_trees=n_trees, random_state=0, show_progress=False, verbose=False)
     search_k, _ = tuned.build(items).tune(users[: USER_CHUNKS[0]], target_recall=0.9, k=10)
     expected = quiet(random_state=0).recommend(users, items, n_trees=n_trees, search_k=search_k)
-    ids = quiet(random_state=0).recommend(as_dask(users), items, target_recall=0.9)
+    ids = quiet(random_state=0).recommend(as_dask(users), items, n_trees=n_trees, target_recall=0.9)
     assert isinstance(ids, da.Array)
     np.testing.assert_array_equal(ids.compute(), expected)
 
@@ -268,8 +269,18 @@ def test_many_users_tune_on_first_chunk(client, vectors):
         users[: chunks[0]], target_recall=_defaults.AUTO_TARGET_RECALL, k=10, sample=_defaults.AUTO_TUNE_SAMPLE
     )
     expected = quiet(random_state=0).recommend(users, items, n_trees=n_trees, search_k=search_k)
-    ids = quiet(random_state=0).recommend(as_dask(users, chunks), items)
+    ids = quiet(random_state=0).recommend(as_dask(users, chunks), items, n_trees=n_trees)
     np.testing.assert_array_equal(ids.compute(), expected)
+
+
+def test_default_is_exact_when_cheaper(client, vectors):
+    users, items = vectors
+    assert _defaults.exact_is_cheaper(len(users), DIM, _defaults.recommend_trees(None, DIM, tuned=True))
+    ids, scores = quiet(random_state=0).recommend(as_dask(users), items, return_scores=True)
+    exact = users.astype(np.float64) @ items.T.astype(np.float64)
+    expected = np.argsort(-exact, axis=1, kind="stable")[:, :10]
+    np.testing.assert_array_equal(ids.compute(), expected)
+    np.testing.assert_allclose(scores.compute(), np.take_along_axis(exact, expected, axis=1), rtol=1e-5)
 
 
 def test_column_chunks_are_merged(client, vectors):
@@ -302,17 +313,25 @@ def test_index_scattered_once(client, vectors, scatter_calls):
     assert len(set().union(*new_keys.values())) == 1
 
 
-def test_workers_load_kernels_from_cache(client, vectors):
+@pytest.mark.parametrize(
+    "options, kernel",
+    [
+        pytest.param({}, "exact", id="exact"),
+        pytest.param({"n_trees": 8}, "trees", id="trees"),
+    ],
+)
+def test_workers_load_kernels_from_cache(client, vectors, options, kernel):
     users, items = vectors
-    quiet(random_state=0).recommend(users[:10], items)
-    ids = quiet(random_state=0).recommend(as_dask(users), items)
+    quiet(random_state=0).recommend(users[:10], items, **options)
+    ids = quiet(random_state=0).recommend(as_dask(users), items, **options)
     ids.compute()
 
-    def search_kernel_stats():
-        stats = _kernels.search_batch.stats
+    def kernel_stats():
+        # Looked up on the worker: a pickled dispatcher would arrive with fresh stats.
+        stats = (_exact_kernels.exact_search if kernel == "exact" else _kernels.search_batch).stats
         return sum(stats.cache_hits.values()), sum(stats.cache_misses.values())
 
-    for hits, misses in client.run(search_kernel_stats).values():
+    for hits, misses in client.run(kernel_stats).values():
         assert hits >= 1
         assert misses == 0
 

@@ -1,4 +1,4 @@
-"""The trees and search effort recommend() picks when the caller gives none, and exact selection."""
+"""The trees, search effort or exact search that recommend() picks when the caller gives none."""
 
 import logging
 
@@ -7,7 +7,7 @@ import pytest
 from conftest import exact_top_k_dot, recall
 
 from hyperscale import LOGGER_NAME, VectorIndex, hyperscale
-from hyperscale import _defaults, _kernels
+from hyperscale import _defaults
 
 
 def quiet(**options):
@@ -41,8 +41,8 @@ def info_messages(caplog):
 
 @pytest.mark.parametrize(
     ("options", "n_trees"),
-    [({"target_recall": 0.9}, 16), ({}, 65), ({"n_trees": 40}, 40)],
-    ids=["tuned capped at 16", "untuned dim + 1", "given"],
+    [({"search_k": 100}, 65), ({"n_trees": 40}, 40), ({"n_trees": 40, "target_recall": 0.9}, 40)],
+    ids=["untuned dim + 1", "given", "given and tuned"],
 )
 def test_recommend_trees_by_options(options, n_trees, caplog):
     rng = np.random.default_rng(1)
@@ -62,17 +62,50 @@ def test_untuned_trees_left_to_index():
     assert _defaults.recommend_trees(5, 64, tuned=True) == 5
 
 
+@pytest.mark.parametrize("options", [{}, {"target_recall": 0.9}], ids=["defaults", "target recall"])
+def test_few_users_score_every_item(options, caplog):
+    rng = np.random.default_rng(1)
+    users, items = rng.standard_normal((50, 64)), rng.standard_normal((2_000, 64))
+    with caplog.at_level(logging.INFO, logger=LOGGER_NAME):
+        ids = hyperscale(random_state=0, show_progress=False).recommend(users, items, **options)
+    messages = info_messages(caplog)
+    assert any(message.startswith("scoring every item exactly for 50 users") for message in messages)
+    assert not any(message.startswith("building the index") for message in messages)
+    np.testing.assert_array_equal(ids, exact_top_k_dot(users, items, 10))
+
+
+def test_exact_choice_follows_the_costs():
+    # W1 of BENCHMARKS.md: 10,000 users, 16 dimensions, 8 trees; R1: 29,858 users, 64 dimensions, 16 trees.
+    assert _defaults.exact_is_cheaper(10_000, 16, 8)
+    assert not _defaults.exact_is_cheaper(29_858, 64, 16)
+    # More users tip the balance towards the trees, more trees towards exact search.
+    limit = _defaults.TREE_PATH_SHARE * _defaults.users_per_tree(32) * 8
+    assert _defaults.exact_is_cheaper(int(limit), 32, 8)
+    assert not _defaults.exact_is_cheaper(int(limit) + 1, 32, 8)
+    assert _defaults.exact_is_cheaper(int(limit) + 1, 32, 9)
+    # Tree search pays only while it scores a small share of the items.
+    assert _defaults.exact_threshold(100_000, 16) < 100_000 // 20
+    assert _defaults.exact_threshold(100_000, 64) > _defaults.exact_threshold(100_000, 16)
+
+
 def test_auto_tuning_beats_fixed_budget(clustered, caplog):
     users, items, truth = clustered
     fixed_budget = 2 * 10 * _defaults.RECOMMEND_MAX_TREES
     fixed = quiet(random_state=0).recommend(users, items, n_trees=_defaults.RECOMMEND_MAX_TREES, search_k=fixed_budget)
-    with caplog.at_level(logging.INFO, logger=LOGGER_NAME):
-        tuned = hyperscale(random_state=0, show_progress=False).recommend(users, items)
+    tuned = quiet(random_state=0).recommend(users, items, n_trees=_defaults.RECOMMEND_MAX_TREES)
     assert recall(fixed, truth) < 0.9
     assert recall(tuned, truth) >= 0.95
+
+    # The same tuning on the index, without the limit that sends recommend() to exact search.
+    index = VectorIndex(metric="dot", n_trees=_defaults.RECOMMEND_MAX_TREES, random_state=0, show_progress=False)
+    index.build(items)
+    with caplog.at_level(logging.INFO, logger=LOGGER_NAME):
+        index.tune(users, target_recall=_defaults.AUTO_TARGET_RECALL, sample=_defaults.AUTO_TUNE_SAMPLE)
     chosen = [message for message in info_messages(caplog) if message.startswith("chose search_k=")]
     assert len(chosen) == 1
     assert f"on {_defaults.AUTO_TUNE_SAMPLE} sample queries" in chosen[0]
+    found, _ = index.query(users, k=10)
+    assert recall(found, truth) >= 0.95
 
 
 def test_given_search_k_skips_tuning(clustered, caplog):
@@ -86,16 +119,17 @@ def test_few_users_keep_fixed_budget(clustered, caplog):
     users, items, _ = clustered
     few, items = users[: _defaults.AUTO_TUNE_MIN_USERS - 1], items[:20_000]
     with caplog.at_level(logging.INFO, logger=LOGGER_NAME):
-        found = hyperscale(random_state=0, show_progress=False).recommend(few, items)
+        found = hyperscale(random_state=0, show_progress=False).recommend(few, items, n_trees=16)
     assert not any(message.startswith("chose search_k=") for message in info_messages(caplog))
-    fixed_budget = 2 * 10 * (items.shape[1] + 1)
-    np.testing.assert_array_equal(found, quiet(random_state=0).recommend(few, items, search_k=fixed_budget))
+    fixed_budget = 2 * 10 * 16
+    expected = quiet(random_state=0).recommend(few, items, n_trees=16, search_k=fixed_budget)
+    np.testing.assert_array_equal(found, expected)
 
 
 def test_auto_tuning_is_deterministic(clustered):
     users, items, _ = clustered
-    first = quiet(random_state=3).recommend(users, items)
-    second = quiet(random_state=3).recommend(users, items)
+    first = quiet(random_state=3).recommend(users, items, n_trees=_defaults.RECOMMEND_MAX_TREES)
+    second = quiet(random_state=3).recommend(users, items, n_trees=_defaults.RECOMMEND_MAX_TREES)
     np.testing.assert_array_equal(first, second)
 
 
@@ -110,7 +144,9 @@ def gaussian():
 def test_gaussian_falls_back_to_exact(gaussian, caplog):
     users, items = gaussian
     with caplog.at_level(logging.INFO, logger=LOGGER_NAME):
-        ids, scores = hyperscale(random_state=0, show_progress=False).recommend(users, items, return_scores=True)
+        ids, scores = hyperscale(random_state=0, show_progress=False).recommend(
+            users, items, n_trees=8, return_scores=True
+        )
     assert any(message.endswith("so every item is scored exactly") for message in info_messages(caplog))
     assert ids.dtype == np.int32
     assert recall(ids, exact_top_k_dot(users, items, 10)) == 1.0
@@ -118,12 +154,17 @@ def test_gaussian_falls_back_to_exact(gaussian, caplog):
     np.testing.assert_allclose(scores, expected_scores, rtol=1e-4, atol=1e-4)
 
 
-def test_exact_fallback_applies_filters(gaussian):
+# Without n_trees the call scores every item from the start; with it, after tuning.
+EXACT_PATHS = pytest.mark.parametrize("options", [{}, {"n_trees": 8}], ids=["up front", "after tuning"])
+
+
+@EXACT_PATHS
+def test_exact_fallback_applies_filters(gaussian, options):
     users, items = gaussian
     rng = np.random.default_rng(8)
     seen = [rng.choice(len(items), 30, replace=False) for _ in range(len(users))]
     allowed = np.arange(0, len(items), 2)
-    ids = quiet(random_state=0).recommend(users, items, exclude=seen, items=allowed)
+    ids = quiet(random_state=0).recommend(users, items, exclude=seen, items=allowed, **options)
     assert all(not np.isin(row, banned).any() for row, banned in zip(ids, seen))
     assert (ids % 2 == 0).all()
     keys = users @ items.T
@@ -134,13 +175,14 @@ def test_exact_fallback_applies_filters(gaussian):
     assert recall(ids, expected) == 1.0
 
 
-def test_exact_fallback_rejects_overflow(gaussian):
+@EXACT_PATHS
+def test_exact_fallback_rejects_overflow(gaussian, options):
     users, items = gaussian
     huge = users.copy()
     # Row 124 is outside the tuning sample, so only the exact path can catch it.
     huge[124] *= 1e37
     with pytest.raises(ValueError, match="overflow float32"):
-        quiet(random_state=0).recommend(huge, items)
+        quiet(random_state=0).recommend(huge, items, **options)
 
 
 def test_tune_stops_at_max_search_k(gaussian, caplog):
@@ -162,29 +204,3 @@ def test_tune_rejects_zero_max_search_k(gaussian):
     index = VectorIndex(metric="dot", n_trees=2, random_state=0, show_progress=False, verbose=False).build(items[:500])
     with pytest.raises(ValueError, match="max_search_k"):
         index.tune(users[:50], max_search_k=0)
-
-
-def test_select_top_k_orders_ties_by_column():
-    keys = np.array([[3.0, 1.0, 2.0, 1.0, 5.0], [0.5, 0.5, 0.5, 0.5, 0.5]], dtype=np.float32)
-    ids = np.empty((2, 3), dtype=np.int32)
-    best = np.empty((2, 3), dtype=np.float32)
-    _kernels.select_top_k(keys, ids, best)
-    np.testing.assert_array_equal(ids, [[1, 3, 2], [0, 1, 2]])
-    np.testing.assert_array_equal(best, [[1.0, 1.0, 2.0], [0.5, 0.5, 0.5]])
-
-
-def test_select_top_k_pads_infinite_keys():
-    keys = np.array([[np.inf, 4.0, np.inf, 2.0]], dtype=np.float32)
-    ids = np.empty((1, 3), dtype=np.int32)
-    best = np.empty((1, 3), dtype=np.float32)
-    _kernels.select_top_k(keys, ids, best)
-    np.testing.assert_array_equal(ids, [[3, 1, -1]])
-    np.testing.assert_array_equal(best, [[2.0, 4.0, np.inf]])
-
-
-def test_select_top_k_matches_sort():
-    keys = np.random.default_rng(5).permutation(20_000).reshape(4, 5_000).astype(np.float32)
-    ids = np.empty((4, 10), dtype=np.int32)
-    best = np.empty((4, 10), dtype=np.float32)
-    _kernels.select_top_k(keys, ids, best)
-    np.testing.assert_array_equal(ids, np.argsort(keys, axis=1)[:, :10])

@@ -1,0 +1,145 @@
+"""Exact top-k search: the kernel against float64 numpy, its ties, padding and filters."""
+
+import numpy as np
+import pytest
+from hyperscale import _exact_kernels, _filters, _tuning
+from hyperscale._exact import ExactItems
+
+# 3,001 items and 13 dimensions: neither is a multiple of the kernel's block of four.
+N_ITEMS, DIM, N_QUERIES, K = 3_001, 13, 517, 15
+
+
+def reference(metric, queries, vectors, k, eligible, exclude):
+    """Exact top-k by a float64 stable sort: ties go to the smaller id."""
+    queries = queries.astype(np.float64)
+    vectors = vectors.astype(np.float64)
+    if metric == "euclidean":
+        scores = -((queries[:, None, :] - vectors[None, :, :]) ** 2).sum(axis=2)
+    else:
+        if metric == "angular":
+            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-300)
+            queries = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-300)
+        scores = queries @ vectors.T
+    scores[:, ~eligible] = -np.inf
+    for row, banned in enumerate(exclude):
+        scores[row, banned] = -np.inf
+    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+
+
+@pytest.mark.parametrize("metric", ["dot", "euclidean", "angular"])
+def test_matches_float64_sort_with_filters(metric):
+    rng = np.random.default_rng(11)
+    vectors = rng.standard_normal((N_ITEMS, DIM)).astype(np.float32)
+    vectors[5] = 0
+    queries = rng.standard_normal((N_QUERIES, DIM)).astype(np.float32)
+    indexed = np.ones(N_ITEMS, dtype=bool)
+    ranked = vectors
+    if metric == "angular":
+        indexed[5] = False
+        ranked = np.where(indexed[:, None], vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(1e-30), 0)
+        ranked = ranked.astype(np.float32)
+    # Unsorted id lists: the kernel's binary search needs them sorted first.
+    exclude = [rng.permutation(rng.choice(N_ITEMS, size=rng.integers(0, 60), replace=False)) for _ in range(N_QUERIES)]
+    allowed = rng.random(N_ITEMS) < 0.7
+    exclusions = _filters.exclusions_to_csr(exclude, N_QUERIES, N_ITEMS, "queries")
+    copy = queries.copy()
+
+    found = _tuning.exact_top_k(metric, ranked, indexed, queries, K, exclusions, allowed)
+
+    np.testing.assert_array_equal(queries, copy)
+    expected = reference(metric, queries, vectors, K, indexed & allowed, exclude)
+    np.testing.assert_array_equal(found, expected)
+
+
+def test_zero_query_gets_padding_under_angular():
+    rng = np.random.default_rng(12)
+    vectors = rng.standard_normal((100, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    queries = rng.standard_normal((3, 8)).astype(np.float32)
+    queries[1] = 0
+    found = _tuning.exact_top_k("angular", vectors, np.ones(100, dtype=bool), queries, 5)
+    assert (found[1] == -1).all()
+    assert (found[[0, 2]] >= 0).all()
+
+
+def test_ties_go_to_the_smaller_id():
+    vectors = np.ones((40, 4), dtype=np.float32)
+    vectors[[7, 21, 33]] = 2
+    found = _tuning.exact_top_k("dot", vectors, np.ones(40, dtype=bool), np.ones((2, 4), dtype=np.float32), 6)
+    np.testing.assert_array_equal(found, [[7, 21, 33, 0, 1, 2]] * 2)
+
+
+def test_rows_are_padded_past_the_eligible_items():
+    vectors = np.random.default_rng(13).standard_normal((30, 5)).astype(np.float32)
+    allowed = np.zeros(30, dtype=bool)
+    allowed[[3, 17]] = True
+    ids, keys = _tuning.exact_top_k(
+        "dot", vectors, np.ones(30, dtype=bool), vectors[:2], 4, allowed=allowed, return_keys=True
+    )
+    assert set(ids[0, :2]) == {3, 17}
+    np.testing.assert_array_equal(ids[:, 2:], -1)
+    assert np.isinf(keys[:, 2:]).all()
+    assert np.isfinite(keys[:, :2]).all()
+
+
+def test_result_does_not_depend_on_the_tile():
+    rng = np.random.default_rng(14)
+    queries = rng.standard_normal((300, 24)).astype(np.float32)
+    vectors = rng.standard_normal((2_000, 24)).astype(np.float32)
+    bias = np.zeros(2_000, dtype=np.float32)
+    indptr, indices = np.zeros(301, dtype=np.int64), np.zeros(0, dtype=np.int32)
+    results = []
+    for tile in (8, 40, _exact_kernels.MAX_TILE):
+        ids = np.empty((300, 10), dtype=np.int32)
+        keys = np.empty((300, 10), dtype=np.float32)
+        _exact_kernels.exact_search(queries, vectors, bias, indptr, indices, tile, ids, keys)
+        results.append((ids, keys))
+    for ids, keys in results[1:]:
+        np.testing.assert_array_equal(ids, results[0][0])
+        np.testing.assert_array_equal(keys, results[0][1])
+
+
+def test_progress_advances_by_every_query():
+    class Counter:
+        total = 0
+
+        def update(self, n):
+            self.total += n
+
+    counter = Counter()
+    rng = np.random.default_rng(15)
+    vectors = rng.standard_normal((500, 8)).astype(np.float32)
+    queries = rng.standard_normal((5_000, 8)).astype(np.float32)
+    _tuning.exact_top_k("dot", vectors, np.ones(500, dtype=bool), queries, 3, progress=counter)
+    assert counter.total == 5_000
+
+
+def test_exact_items_ignore_search_k():
+    rng = np.random.default_rng(16)
+    items = rng.standard_normal((1_000, 16)).astype(np.float32)
+    users = rng.standard_normal((20, 16)).astype(np.float32)
+    exact = ExactItems(items)
+    ids, scores = exact.query(users, k=5, search_k=1)
+    assert ids.dtype == np.int32
+    assert scores.dtype == np.float32
+    np.testing.assert_array_equal(ids, reference("dot", users, items, 5, np.ones(1_000, dtype=bool), []))
+    expected = np.take_along_axis(users.astype(np.float64) @ items.T.astype(np.float64), ids.astype(np.int64), axis=1)
+    np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_mean_recall_counts_common_ids():
+    rng = np.random.default_rng(17)
+    truth = np.array([rng.permutation(50)[:10] for _ in range(300)])
+    found = truth.copy()
+    for row in found[::3]:
+        row[rng.choice(10, 4, replace=False)] = rng.integers(50, 60, 4)
+    found[1, 5:] = -1
+    truth[2, 7:] = -1
+    truth[4] = -1
+    answered = truth[:, 0] >= 0
+    expected = np.mean(
+        [len(set(f) & set(t[t >= 0])) / 10 for f, t in zip(found[answered], truth[answered])]
+    )
+    assert _tuning.mean_recall(found, truth) == pytest.approx(expected)
+    assert _tuning.mean_recall(found, truth) < 1.0
+    assert _tuning.mean_recall(truth[5:], truth[5:]) == 1.0
