@@ -24,7 +24,9 @@ rng = np.random.default_rng(30)
 items = rng.normal(size=(n_items, dim)).astype(np.float32)
 users = rng.normal(size=(n_users, dim)).astype(np.float32)
 hs = hyperscale(random_state=0, show_progress=False, verbose=False)
+# Both paths: exact search for few users, and the trees that more users may take.
 hs.recommend(users[:50], items[:2000])
+hs.recommend(users[:50], items[:2000], n_trees=2, search_k=20)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
 ids = hs.recommend(users, items, n_vectors=10)

@@ -11,17 +11,16 @@ Data layout
 ``exclude_indptr`` int64, ``exclude_indices`` int32
     CSR rows, one per query, of the items that query must skip, each row sorted.
 
-Each parallel task takes a tile of ``tile`` queries and copies it transposed,
-(dim, tile), so that the innermost loop runs over queries: one item coordinate
-multiplies a contiguous row of query coordinates, which LLVM turns into SIMD
-code without copying the items.
+Each parallel task takes a tile of ``tile`` queries and copies it transposed, as
+(dim, tile). The innermost loop then runs over queries: one item coordinate
+multiplies a contiguous row of query coordinates, which LLVM turns into SIMD code,
+and the items are never copied.
 
 Scoring
 -------
 Four items times four coordinates are accumulated per pass over the tile. Each
 load of query coordinates then feeds four items, and each store of a score
-carries four coordinates. Eight coordinates per pass were slower on AVX2, whose
-sixteen vector registers cannot hold the operands.
+carries four coordinates.
 
 Selection
 ---------
@@ -39,7 +38,8 @@ from ._kernels import FASTMATH, _top_offer, _write_sorted
 
 # Items scored per pass; _accumulate_4x4 is written for this many.
 ITEM_BLOCK = 4
-# Largest query tile: 256 queries of 64 coordinates fill half of a 128 KB L2 slice.
+# Largest query tile: 256 queries of 64 coordinates take 64 KB, which stays in a
+# core's L2 cache (512 KB on the machine of BENCHMARKS.md).
 MAX_TILE = 256
 
 
@@ -137,6 +137,9 @@ def exact_search(queries, vectors, bias, exclude_indptr, exclude_indices, tile_s
                 tile[d, q] = queries[first + q, d]
         scores = np.empty((ITEM_BLOCK, tile_size), np.float32)
         thresholds = np.full(tile_size, -np.inf, np.float32)
+        # An infinite threshold keeps the padding out of the count, which would
+        # otherwise send every item of a partial tile to the scalar loop.
+        thresholds[n_tile:] = np.inf
         top_keys = np.empty((tile_size, k), np.float32)
         top_ids = np.empty((tile_size, k), np.int32)
         n_top = np.zeros(tile_size, np.int64)
