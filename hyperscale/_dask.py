@@ -192,7 +192,8 @@ def _search_lazily(index, queries, k, search_k, exclude, allowed, return_values,
         # NOTE: such a result can be computed only on this client. Under a local
         # scheduler dask fails with "Missing dependency VectorIndex-...".
         [index_argument] = client.scatter([worker_index], broadcast=True, hash=False)
-        log_step(index.verbose, "sent the index (%.1f MB) to every dask worker", index.nbytes / 1e6)
+        sent = "the items" if isinstance(index, _exact.ExactItems) else "the index"
+        log_step(index.verbose, "sent %s (%.1f MB) to every dask worker", sent, index.nbytes / 1e6)
         if exclusion_parts is not None:
             exclusion_parts = client.scatter(exclusion_parts, hash=False)
 

@@ -59,9 +59,20 @@ def as_matrix(values, name):
     overflow_rows = ~np.isfinite(matrix).all(axis=1)
     if overflow_rows.any():
         bad = np.flatnonzero(overflow_rows)
+        largest = float(np.abs(array[bad]).max())
         raise ValueError(
-            f"{name} has values in rows {_describe_rows(bad)} that overflow float32 "
-            f"(largest magnitude {FLOAT32_MAX:.3g}); rescale the vectors"
+            f"{name} has values up to {largest:.3g} in rows {_describe_rows(bad)}, beyond float32's "
+            f"largest value {FLOAT32_MAX:.3g}; rescale the vectors"
+        )
+    # A row that is non-zero before the conversion and zero after it would rank
+    # as a zero vector without any warning.
+    zero_rows = np.flatnonzero(~matrix.any(axis=1))
+    bad = zero_rows[np.asarray(array[zero_rows] != 0).any(axis=1)] if zero_rows.size else zero_rows
+    if bad.size:
+        largest = float(np.abs(array[bad]).max())
+        raise ValueError(
+            f"{name} has rows {_describe_rows(bad)} whose values, at most {largest:.3g} in magnitude, "
+            "round to zero in float32; rescale the vectors"
         )
     return matrix
 

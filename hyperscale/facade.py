@@ -4,7 +4,7 @@ import numpy as np
 
 from . import _dask, _defaults, _exact, _filters, _transform, _validation
 from ._log import log_step
-from .index import GRAPH_INIT_TREES, GRAPH_MIN_VECTORS, METRICS, VectorIndex
+from .index import GRAPH_INIT_TREES, GRAPH_MIN_VECTORS, METRICS, VectorIndex, log_choice
 
 
 class hyperscale:  # noqa: N801  (the lower-case name is the public API users start from)
@@ -109,7 +109,8 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
             value ``target_recall`` picks. Without it, for 5,000 users or more,
             the smallest value whose estimated recall@n_vectors reaches 0.965 on
             500 sampled users (the choice is logged), and for fewer users
-            2 * n_vectors * n_trees.
+            2 * n_vectors * n_trees. A call that gives neither ``n_trees`` nor
+            ``search_k`` may score every item exactly instead (see below).
         exclude : sparse matrix, boolean array or list of id arrays, optional
             Items each user must not get, typically the items already seen. Pass
             a scipy.sparse matrix (CSR, CSC, COO or any other format) or a boolean
@@ -187,28 +188,25 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
         log_step(self.verbose, "augmenting user vectors with an extra dimension (zero, so it is implicit)")
         if tuned:
             max_search_k = _defaults.exact_threshold(index.n_indexed, items_matrix.shape[1])
-            search_k, estimate = index.tune(
-                users,
-                target_recall=target_recall,
-                k=n_vectors,
-                sample=sample,
-                exclude=exclude,
-                items=items,
-                exclude_items=exclude_items,
-                max_search_k=max_search_k,
+            search_k, estimate, n_sample = index._tune(
+                users, target_recall, n_vectors, sample, 0, exclude, items, exclude_items, max_search_k
             )
             if estimate < target_recall:
                 log_step(
                     self.verbose,
-                    "search_k=%d stays below recall %.3f, and more candidates would cost more than "
-                    "scoring every item, so every item is scored exactly",
+                    "scoring every item exactly: search_k=%d, the most that costs less, gives estimated "
+                    "recall@%d %.3f on %d sample users (target %.3f)",
                     search_k,
+                    n_vectors,
+                    estimate,
+                    n_sample,
                     target_recall,
                 )
                 ids, scores = _exact.ExactItems(items_matrix, self.verbose, self.show_progress).query(
                     users, n_vectors, exclude=exclude, items=items, exclude_items=exclude_items
                 )
                 return (ids, scores) if return_scores else ids
+            log_choice(self.verbose, search_k, n_vectors, estimate, n_sample, target_recall)
         log_step(self.verbose, "finding top %d for all %d users", n_vectors, users.shape[0])
         ids, scores = index.query(
             users, k=n_vectors, search_k=search_k, exclude=exclude, items=items, exclude_items=exclude_items

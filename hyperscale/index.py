@@ -536,6 +536,26 @@ class VectorIndex:
         target, ``tune`` returns it with the lower estimate. Otherwise the search
         goes on until every indexed vector is scored, which is exact.
         """
+        search_k, estimate, n_sample = self._tune(
+            queries, target_recall, k, sample, random_state, exclude, items, exclude_items, max_search_k
+        )
+        if estimate < target_recall:
+            log_step(
+                self.verbose,
+                "target recall not reached: search_k=%d (max_search_k) gives estimated recall@%d %.3f "
+                "on %d sample queries (target %.3f); raise max_search_k for more recall",
+                search_k,
+                k,
+                estimate,
+                n_sample,
+                target_recall,
+            )
+            return search_k, estimate
+        log_choice(self.verbose, search_k, k, estimate, n_sample, target_recall)
+        return search_k, estimate
+
+    def _tune(self, queries, target_recall, k, sample, random_state, exclude, items, exclude_items, max_search_k):
+        """Do the work of :meth:`tune` without logging; return (search_k, estimate, sample size)."""
         self._check_built()
         queries = _validation.as_matrix(queries, "queries")
         _validation.check_same_dim(queries.shape[1], self._dim, "queries", "the indexed vectors")
@@ -550,29 +570,7 @@ class VectorIndex:
             self, queries, target_recall, k, sample, random_state, exclusions, allowed, max_search_k
         )
         self._search_k_per_result = search_k / k
-        if estimate < target_recall:
-            log_step(
-                self.verbose,
-                "target recall not reached: search_k=%d (max_search_k) gives estimated recall@%d %.3f "
-                "on %d sample queries (target %.3f); raise max_search_k for more recall",
-                search_k,
-                k,
-                estimate,
-                n_sample,
-                target_recall,
-            )
-            return search_k, estimate
-        log_step(
-            self.verbose,
-            "chose search_k=%d for k=%d: estimated recall@%d %.3f on %d sample queries (target %.3f)",
-            search_k,
-            k,
-            k,
-            estimate,
-            n_sample,
-            target_recall,
-        )
-        return search_k, estimate
+        return search_k, estimate, n_sample
 
     # ------------------------------------------------------------------
     # Helpers
@@ -745,3 +743,17 @@ def _check_euclidean_range(vectors, name, other=None):
             f"{name} contain values up to {largest:.3g}, too large for float32 squared "
             "distances; rescale the vectors (for example divide them by their largest norm)"
         )
+
+
+def log_choice(verbose, search_k, k, estimate, n_sample, target_recall):
+    """Log the search_k that a tuning chose and its estimated recall."""
+    log_step(
+        verbose,
+        "chose search_k=%d for k=%d: estimated recall@%d %.3f on %d sample queries (target %.3f)",
+        search_k,
+        k,
+        k,
+        estimate,
+        n_sample,
+        target_recall,
+    )

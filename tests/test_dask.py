@@ -40,13 +40,17 @@ def client():
     with pytest.MonkeyPatch.context() as patch:
         paths = [str(REPO_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         patch.setenv("PYTHONPATH", os.pathsep.join(paths))
-        cluster = distributed.LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-        )
+        # The Active Memory Manager drops replicas it finds redundant soon after
+        # the tasks end, which made the check of the broadcast copies flaky.
+        no_memory_manager = dask.config.set({"distributed.scheduler.active-memory-manager.start": False})
+        with no_memory_manager:
+            cluster = distributed.LocalCluster(
+                n_workers=2,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+            )
     dask_client = distributed.Client(cluster)
     try:
         yield dask_client

@@ -147,7 +147,10 @@ def test_gaussian_falls_back_to_exact(gaussian, caplog):
         ids, scores = hyperscale(random_state=0, show_progress=False).recommend(
             users, items, n_trees=8, return_scores=True
         )
-    assert any(message.endswith("so every item is scored exactly") for message in info_messages(caplog))
+    messages = info_messages(caplog)
+    assert any(message.startswith("scoring every item exactly: search_k=") for message in messages)
+    # recommend() has no max_search_k, so the tuning's own advice must not show.
+    assert not any("max_search_k" in message for message in messages)
     assert ids.dtype == np.int32
     assert recall(ids, exact_top_k_dot(users, items, 10)) == 1.0
     expected_scores = np.take_along_axis(users @ items.T, ids.astype(np.int64), axis=1)

@@ -88,8 +88,24 @@ def test_float32_overflow_rejected():
     vectors = normal_matrix(10, 4, seed=7).astype(np.float64)
     vectors[6, 2] = 1e300
 
-    with pytest.raises(ValueError, match=r"rows \[6\] that overflow float32"):
+    with pytest.raises(ValueError, match=r"values up to 1e\+300 in rows \[6\], beyond float32"):
         quiet().find_similar_vectors(vectors, n_vectors=2)
+
+
+def test_float32_underflow_rejected():
+    users = normal_matrix(20, 4, seed=8).astype(np.float64)
+    users[[2, 5]] *= 1e-50
+    items = normal_matrix(30, 4, seed=9)
+
+    with pytest.raises(ValueError, match=r"rows \[2, 5\] whose values.*round to zero in float32"):
+        quiet().recommend(users, items)
+
+
+def test_zero_rows_still_accepted():
+    users = normal_matrix(20, 4, seed=10)
+    users[3] = 0
+    ids = quiet().recommend(users, normal_matrix(30, 4, seed=11), n_vectors=3)
+    assert ids.shape == (20, 3)
 
 
 # ---------------------------------------------------------------------------
