@@ -497,7 +497,7 @@ def run_hyperscale_recommend(workload):
     """Time the one call a user makes: ``recommend(users, items)`` with its defaults.
 
     The call chooses between exact search and a tuned tree index by their
-    estimated costs, and logs which; the note of the row says which it took.
+    estimated costs, and logs its choice. The note of the row names the path it took.
     """
     import logging
 
@@ -506,7 +506,7 @@ def run_hyperscale_recommend(workload):
     recommender = hyperscale(random_state=0, show_progress=False, verbose=True)
     rng = np.random.default_rng(4)
     dim = workload.items.shape[1]
-    # Compile the exact kernel outside the timed call; run_hyperscale compiled the trees.
+    # Compile the exact kernel outside the timed call. run_hyperscale compiled the trees.
     recommender.recommend(rng.random((20, dim), dtype=np.float32), rng.random((500, dim), dtype=np.float32))
     messages = []
 

@@ -27,8 +27,8 @@ AUTO_TARGET_RECALL = 0.965
 # ratios matter, and those move less between machines than the times.
 # NOTE: fitted on uniform vectors. On the Gowalla factors, where more scores beat
 # the running top-k thresholds, compare.py measured exact search at 4.6 ns per
-# user and item at 64 dimensions (2.8 ns here), so near the break-even the trees
-# can be the faster choice.
+# user and item at 64 dimensions, against 2.8 ns in exact_crossover.py. Near the
+# break-even the trees can then be the faster choice.
 # Exact search, per user and item, plus per user, item and dimension:
 EXACT_NS_PER_ITEM = 0.32
 EXACT_NS_PER_ITEM_DIM = 0.039
@@ -39,8 +39,8 @@ BUILD_NS_PER_ITEM_DIM = 15.0
 SEARCH_NS_PER_CANDIDATE = 63.0
 SEARCH_NS_PER_CANDIDATE_DIM = 0.8
 # The tree path is counted as this many builds: one for the build, one for the
-# tuning and the search. NOTE: an allowance, not a measurement; the search costs
-# more on data whose answers need more candidates.
+# tuning and the search. NOTE: an allowance, not a measurement. The search costs
+# more on data whose top k needs more candidates.
 TREE_PATH_SHARE = 2.0
 
 def recommend_trees(n_trees, dim, tuned):

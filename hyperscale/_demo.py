@@ -9,6 +9,7 @@ import time
 import numpy as np
 
 from . import _defaults
+from ._tuning import count_common_ids
 from ._log import log_step
 from .facade import hyperscale
 
@@ -120,13 +121,7 @@ def recall_at_k(found, exact):
     if exact.size == 0:
         raise ValueError("exact is empty, so recall is undefined")
 
-    hits = 0
-    # Rows per block: bounds the (rows, k_found, k_exact) comparison to about 16 MB.
-    block_rows = max(1, 2**24 // max(1, found.shape[1] * exact.shape[1]))
-    for start in range(0, exact.shape[0], block_rows):
-        found_block = found[start : start + block_rows, :, None]
-        exact_block = exact[start : start + block_rows, None, :]
-        hits += int((found_block == exact_block).any(axis=1).sum())
+    hits = count_common_ids(found, exact)
     return hits / exact.size
 
 

@@ -9,15 +9,17 @@ from ._log import progress_bar
 class ExactItems:
     """Items searched exactly, with the ``query`` interface that recommend's Dask tasks call.
 
-    ``items`` must be a C-contiguous float32 matrix, such as ``as_matrix`` returns;
-    it is kept, not copied.
+    ``items`` must be a C-contiguous float32 matrix, such as ``as_matrix`` returns.
+    It is kept, not copied.
     """
 
     def __init__(self, items, verbose=False, show_progress=False):
         self.items = items
         self.verbose = verbose
         self.show_progress = show_progress
-        self._max_norm = float(np.linalg.norm(items.astype(np.float64), axis=1).max())
+        # Computed by the first query, so that a caller that ends up building
+        # trees instead pays nothing for it.
+        self._max_norm = None
 
     def __len__(self):
         return int(self.items.shape[0])
@@ -32,6 +34,8 @@ class ExactItems:
         ``search_k`` is accepted and ignored, since every item is scored. The
         filters are those of :meth:`VectorIndex.query`.
         """
+        if self._max_norm is None:
+            self._max_norm = float(np.linalg.norm(self.items.astype(np.float64), axis=1).max())
         # A tree search checks the same range, and an overflow here would turn into padding.
         _validation.check_inner_product_range(queries, self._max_norm)
         n_items = self.items.shape[0]

@@ -3,7 +3,7 @@
 Data layout
 -----------
 ``vectors`` float32 (n, dim)
-    The indexed vectors, row-major as the index stores them; never copied.
+    The indexed vectors, row-major as the index stores them, never copied.
 ``bias`` float32 (n,)
     Added to each inner product: 0 for inner product and cosine, ``-|x|² / 2``
     for Euclidean distance (so that a larger score is a nearer item), and -inf
@@ -36,7 +36,7 @@ import numpy as np
 
 from ._kernels import FASTMATH, _top_offer, _write_sorted
 
-# Items scored per pass; _accumulate_4x4 is written for this many.
+# Items scored per pass. _accumulate_4x4 is written for this many.
 ITEM_BLOCK = 4
 # Largest query tile: 256 queries of 64 coordinates take 64 KB, which stays in a
 # core's L2 cache (512 KB on the machine of BENCHMARKS.md).
@@ -103,7 +103,7 @@ def _count_above(scores, thresholds):
 
 @numba.njit(cache=True, nogil=True)
 def _is_excluded(indices, start, end, item):
-    """Binary search of ``item`` in the sorted slice ``indices[start:end]``."""
+    """Return whether ``item`` is in the sorted slice ``indices[start:end]``, by binary search."""
     low = start
     high = end
     while low < high:

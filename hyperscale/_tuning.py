@@ -3,7 +3,7 @@
 import numba
 import numpy as np
 
-from . import _exact_kernels, _forest, _transform
+from . import _exact_kernels, _filters, _forest, _transform
 
 
 def exact_top_k(
@@ -12,9 +12,10 @@ def exact_top_k(
     """Return the exact top-k ids (int64, best first) of ``queries`` among ``vectors``, by brute force.
 
     ``metric`` and ``vectors`` are an index's metric and ranked vectors (unit rows
-    under "angular"), and ``indexed`` its mask of indexed rows. ``exclusions`` is None or a CSR pair ``(indptr, indices)`` with one row per
-    query, and ``allowed`` None or a mask of the items that may be returned, as
-    in :meth:`VectorIndex.query`. Rows of queries with no result (a zero query
+    under "angular"), and ``indexed`` its mask of indexed rows. ``exclusions`` is
+    None or a CSR pair ``(indptr, indices)`` with one row per query, and
+    ``allowed`` None or a mask of the items that may be returned, as in
+    :meth:`VectorIndex.query`. Rows of queries with no result (a zero query
     under "angular") are all -1, and slots past the last eligible item are -1
     too. With ``return_keys``, also return the ranking keys (float32, +inf in
     empty slots): minus the inner product under "dot". ``progress`` (a tqdm bar
@@ -62,7 +63,10 @@ def exact_top_k(
 
 
 def _tile_size(n_queries):
-    """Queries per parallel task: a multiple of 8 (one AVX2 register), one task per thread up to the cap."""
+    """Return the queries per parallel task: one task per thread, up to MAX_TILE.
+
+    The size is a multiple of 8, the float32 lanes of one AVX2 register.
+    """
     per_thread = -(-n_queries // numba.get_num_threads())
     return int(min(_exact_kernels.MAX_TILE, max(8, -(-per_thread // 8) * 8)))
 
@@ -80,22 +84,25 @@ def _sorted_rows(exclusions, n_queries):
     return indptr, indices
 
 
+def count_common_ids(found, truth):
+    """Return how many valid ids (>= 0) of each ``truth`` row appear in the same row of ``found``, summed."""
+    hits = 0
+    # Rows hold distinct ids (padding aside), so counting equal pairs counts the
+    # common ids. Blocks bound the (rows, k, k) comparison to about 16 MB.
+    rows = max(1, (1 << 24) // max(1, found.shape[1] * truth.shape[1]))
+    for low in range(0, truth.shape[0], rows):
+        truth_block = truth[low : low + rows]
+        same = found[low : low + rows, :, None] == truth_block[:, None, :]
+        hits += int((same.any(axis=1) & (truth_block >= 0)).sum())
+    return hits
+
+
 def mean_recall(found, truth):
     """Return the mean share of each true top-k row found; rows with no true result are skipped."""
     answered = truth[:, 0] >= 0
     if not answered.any():
         return 1.0
-    found = found[answered]
-    truth = truth[answered]
-    hits = 0
-    # Rows hold distinct ids (padding aside), so counting equal pairs counts the
-    # common ids; blocks bound the (rows, k, k) comparison to about 16 MB.
-    rows = max(1, (1 << 24) // (truth.shape[1] * truth.shape[1]))
-    for low in range(0, truth.shape[0], rows):
-        truth_block = truth[low : low + rows]
-        same = found[low : low + rows, :, None] == truth_block[:, None, :]
-        hits += int((same.any(axis=1) & (truth_block >= 0)).sum())
-    return hits / (truth.shape[0] * truth.shape[1])
+    return count_common_ids(found[answered], truth[answered]) / (int(answered.sum()) * truth.shape[1])
 
 
 def choose_search_k(
@@ -127,10 +134,7 @@ def choose_search_k(
     if exclusions is not None:
         indptr, indices = exclusions
         sample_exclude = [indices[indptr[row] : indptr[row + 1]] for row in rows]
-        lengths = np.array([len(row) for row in sample_exclude], dtype=np.int64)
-        sample_indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        sample_indices = np.concatenate(sample_exclude) if sample_exclude else np.zeros(0, dtype=np.int32)
-        sample_exclusions = (sample_indptr, sample_indices)
+        sample_exclusions = _filters.exclusions_to_csr(sample_exclude, n_sample, len(index), "queries")
     sample_allowed = None if allowed is None else np.asarray(allowed, dtype=bool)
     truth = exact_top_k(
         index.metric, index._vectors, index._indexed, sample_queries, k, sample_exclusions, sample_allowed

@@ -175,13 +175,12 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
 
         target_recall, sample = _defaults.recommend_target(search_k, target_recall, users.shape[0])
         tuned = target_recall is not None
+        exact = _exact.ExactItems(items_matrix, self.verbose, self.show_progress)
         replaced = _defaults.trees_replaced_by_exact(n_trees, search_k, users.shape[0], items_matrix.shape[1])
         if replaced is not None:
             message = "scoring every item exactly for %d users: cheaper than building %d trees and searching them"
             log_step(self.verbose, message, users.shape[0], replaced)
-            ids, scores = _exact.ExactItems(items_matrix, self.verbose, self.show_progress).query(
-                users, n_vectors, exclude=exclude, items=items, exclude_items=exclude_items
-            )
+            ids, scores = exact.query(users, n_vectors, exclude=exclude, items=items, exclude_items=exclude_items)
             return (ids, scores) if return_scores else ids
         n_trees = _defaults.recommend_trees(n_trees, items_matrix.shape[1], tuned)
         index = self._new_index("dot", n_trees).build(items_matrix)
@@ -189,7 +188,15 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
         if tuned:
             max_search_k = _defaults.exact_threshold(index.n_indexed, items_matrix.shape[1])
             search_k, estimate, n_sample = index._tune(
-                users, target_recall, n_vectors, sample, 0, exclude, items, exclude_items, max_search_k
+                users,
+                target_recall,
+                n_vectors,
+                sample,
+                random_state=0,
+                exclude=exclude,
+                items=items,
+                exclude_items=exclude_items,
+                max_search_k=max_search_k,
             )
             if estimate < target_recall:
                 log_step(
@@ -202,7 +209,7 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
                     n_sample,
                     target_recall,
                 )
-                ids, scores = _exact.ExactItems(items_matrix, self.verbose, self.show_progress).query(
+                ids, scores = exact.query(
                     users, n_vectors, exclude=exclude, items=items, exclude_items=exclude_items
                 )
                 return (ids, scores) if return_scores else ids

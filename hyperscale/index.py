@@ -555,7 +555,7 @@ class VectorIndex:
         return search_k, estimate
 
     def _tune(self, queries, target_recall, k, sample, random_state, exclude, items, exclude_items, max_search_k):
-        """Do the work of :meth:`tune` without logging; return (search_k, estimate, sample size)."""
+        """Run :meth:`tune` without logging and return (search_k, estimate, sample size)."""
         self._check_built()
         queries = _validation.as_matrix(queries, "queries")
         _validation.check_same_dim(queries.shape[1], self._dim, "queries", "the indexed vectors")

@@ -75,7 +75,8 @@ def test_few_users_score_every_item(options, caplog):
 
 
 def test_exact_choice_follows_the_costs():
-    # W1 of BENCHMARKS.md: 10,000 users, 16 dimensions, 8 trees; R1: 29,858 users, 64 dimensions, 16 trees.
+    # W1 of BENCHMARKS.md has 10,000 users, 16 dimensions and 8 trees.
+    # R1 has 29,858 users, 64 dimensions and 16 trees.
     assert _defaults.exact_is_cheaper(10_000, 16, 8)
     assert not _defaults.exact_is_cheaper(29_858, 64, 16)
     # More users tip the balance towards the trees, more trees towards exact search.
@@ -157,7 +158,7 @@ def test_gaussian_falls_back_to_exact(gaussian, caplog):
     np.testing.assert_allclose(scores, expected_scores, rtol=1e-4, atol=1e-4)
 
 
-# Without n_trees the call scores every item from the start; with it, after tuning.
+# Without n_trees the call scores every item from the start. With it, the call does so after tuning.
 EXACT_PATHS = pytest.mark.parametrize("options", [{}, {"n_trees": 8}], ids=["up front", "after tuning"])
 
 

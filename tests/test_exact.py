@@ -51,7 +51,7 @@ def test_matches_float64_sort_with_filters(metric):
     np.testing.assert_array_equal(found, expected)
 
 
-def test_zero_query_gets_padding_under_angular():
+def test_angular_zero_query_gets_padding():
     rng = np.random.default_rng(12)
     vectors = rng.standard_normal((100, 8)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -69,7 +69,7 @@ def test_ties_go_to_the_smaller_id():
     np.testing.assert_array_equal(found, [[7, 21, 33, 0, 1, 2]] * 2)
 
 
-def test_rows_are_padded_past_the_eligible_items():
+def test_rows_padded_past_eligible_items():
     vectors = np.random.default_rng(13).standard_normal((30, 5)).astype(np.float32)
     allowed = np.zeros(30, dtype=bool)
     allowed[[3, 17]] = True
@@ -82,7 +82,7 @@ def test_rows_are_padded_past_the_eligible_items():
     assert np.isfinite(keys[:, :2]).all()
 
 
-def test_result_does_not_depend_on_the_tile():
+def test_result_independent_of_tile():
     rng = np.random.default_rng(14)
     queries = rng.standard_normal((300, 24)).astype(np.float32)
     vectors = rng.standard_normal((2_000, 24)).astype(np.float32)
@@ -99,7 +99,7 @@ def test_result_does_not_depend_on_the_tile():
         np.testing.assert_array_equal(keys, results[0][1])
 
 
-def test_progress_advances_by_every_query():
+def test_progress_counts_every_query():
     class Counter:
         total = 0
 
