@@ -521,8 +521,7 @@ def run_hyperscale_recommend(workload):
         found, seconds = timed(recommender.recommend, workload.queries, workload.items)
     finally:
         logger.removeHandler(handler)
-    exact = any(message.startswith("scoring every item exactly") or message.endswith("scored exactly")
-                for message in messages)
+    exact = any(message.startswith(("exact search for", "switching to exact search")) for message in messages)
     path = "took exact search" if exact else "took the tuned trees"
     yield Row("hyperscale", "recommend()", "defaults", "one call", 0.0, seconds, len(found),
               recall_at_k(found, workload.truth), 0, "not measured",

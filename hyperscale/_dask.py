@@ -284,11 +284,17 @@ def recommend(
 
     target_recall, sample = _defaults.recommend_target(search_k, target_recall, users.shape[0])
     tuned = target_recall is not None
-    replaced = _defaults.trees_replaced_by_exact(n_trees, search_k, users.shape[0], items_matrix.shape[1])
-    if replaced is not None:
-        message = "scheduling exact top %d for all %d users in %d dask chunks: cheaper than building %d trees"
-        log_step(hs.verbose, message, n_vectors, users.shape[0], users.numblocks[0], replaced)
-        exact = _exact.ExactItems(items_matrix, hs.verbose)
+    exact = _exact.ExactItems(items_matrix, hs.verbose)
+    # The choice needs concrete users: it samples the first chunk.
+    use_exact, planned, share = (False, None, None)
+    if _defaults.replaces_trees(n_trees, search_k):
+        use_exact, planned, share = _exact.prefers_exact(
+            exact, _first_rows(users), users.shape[0], n_vectors, n_trees, search_k
+        )
+    if use_exact:
+        _exact.log_exact_choice(hs.verbose, users.shape[0], planned, share)
+        message = "scheduling exact top %d for all %d users in %d dask chunks"
+        log_step(hs.verbose, message, n_vectors, users.shape[0], users.numblocks[0])
         ids, scores = _search_lazily(exact, users, n_vectors, None, exclude, allowed, return_scores, modules)
         return (ids, scores) if return_scores else ids
     index = hs._new_index("dot", _defaults.recommend_trees(n_trees, items_matrix.shape[1], tuned)).build(items_matrix)

@@ -22,26 +22,33 @@ AUTO_TUNE_MIN_USERS = 5_000
 AUTO_TUNE_SAMPLE = 500
 AUTO_TARGET_RECALL = 0.965
 
+# Users sampled, before the choice, to measure the share of the items that exact
+# search scores. Its norm bound stops each user early, and how early depends on
+# the data: about 4 % of the items on uniform and on matrix-factorisation
+# vectors, all of them when no score is positive.
+EXACT_SAMPLE = 256
+
 # Costs that decide between exact search and a tree index, in nanoseconds on the
 # machine of BENCHMARKS.md, measured by benchmarks/exact_crossover.py. Only their
 # ratios matter, and those move less between machines than the times.
-# NOTE: fitted on uniform vectors. On the Gowalla factors, where more scores beat
-# the running top-k thresholds, compare.py measured exact search at 4.6 ns per
-# user and item at 64 dimensions, against 2.8 ns in exact_crossover.py. Near the
-# break-even the trees can then be the faster choice.
-# Exact search, per user and item, plus per user, item and dimension:
-EXACT_NS_PER_ITEM = 0.32
-EXACT_NS_PER_ITEM_DIM = 0.039
+# Exact search, per user and item scored, plus per user, item scored and dimension.
+# An upper envelope, not a fit: uniform vectors cost 2.9 to 3.8 ns per item
+# scored at 16 to 64 dimensions, the Gowalla factors about 9 ns at 64, because
+# more of the items they score enter the top-k heaps.
+EXACT_NS_PER_ITEM = 3.0
+EXACT_NS_PER_ITEM_DIM = 0.09
 # The build, per tree and item, plus per tree, item and dimension:
 BUILD_NS_PER_ITEM = 514.0
 BUILD_NS_PER_ITEM_DIM = 15.0
 # The tree search, per user and candidate, plus per user, candidate and dimension:
 SEARCH_NS_PER_CANDIDATE = 63.0
 SEARCH_NS_PER_CANDIDATE_DIM = 0.8
-# The tree path is counted as this many builds: one for the build, one for the
-# tuning and the search. NOTE: an allowance, not a measurement. The search costs
-# more on data whose top k needs more candidates.
-TREE_PATH_SHARE = 2.0
+# The tree search is costed at this many candidates per tree and per item
+# returned: the budget the tuning chose for W1 of BENCHMARKS.md (search_k=320
+# for 8 trees and k=10). NOTE: one measurement. Harder data needs more, and
+# the tuning costs its own sample, so near the break-even the trees can lose.
+TUNED_CANDIDATES_PER_TREE = 4
+
 
 def recommend_trees(n_trees, dim, tuned):
     """Return the trees a recommend() call builds; None leaves the choice to VectorIndex."""
@@ -61,36 +68,37 @@ def recommend_target(search_k, target_recall, n_users):
     return None, None
 
 
-def users_per_tree(dim):
-    """Return the users whose exact search costs as much as building one tree."""
-    return (BUILD_NS_PER_ITEM + BUILD_NS_PER_ITEM_DIM * dim) / _exact_ns(dim)
+def exact_is_cheaper(n_users, n_items, dim, k, n_trees, share):
+    """Return whether exact search costs less than building ``n_trees`` trees and searching them.
 
-
-def exact_is_cheaper(n_users, dim, n_trees):
-    """Return whether scoring every item for every user costs less than the tree path.
-
-    Both costs grow with the number of items, so it cancels. The tree path is
-    counted as TREE_PATH_SHARE times its build, for the tuning and the search.
+    ``share`` is the mean share of the items that exact search scores per user.
     """
-    return n_users <= TREE_PATH_SHARE * users_per_tree(dim) * n_trees
+    exact = n_users * n_items * share * exact_ns(dim)
+    candidates = TUNED_CANDIDATES_PER_TREE * k * n_trees
+    trees = n_trees * n_items * build_ns(dim) + n_users * min(candidates, n_items) * search_ns(dim)
+    return exact <= trees
 
 
-def trees_replaced_by_exact(n_trees, search_k, n_users, dim):
-    """Return the trees that exact search makes unnecessary, or None when the trees should be built.
+def replaces_trees(n_trees, search_k):
+    """Return whether a recommend() call leaves the choice of exact search to the cost model.
 
-    Only a call that gives neither ``n_trees`` nor ``search_k`` is switched.
+    Only a call that gives neither ``n_trees`` nor ``search_k`` may be switched.
     """
-    if n_trees is not None or search_k is not None:
-        return None
-    planned = recommend_trees(None, dim, tuned=True)
-    return planned if exact_is_cheaper(n_users, dim, planned) else None
+    return n_trees is None and search_k is None
 
 
-def exact_threshold(n_indexed, dim):
+def exact_threshold(n_indexed, dim, share):
     """Return the largest search_k worth tuning before exact search is cheaper."""
-    per_candidate = SEARCH_NS_PER_CANDIDATE + SEARCH_NS_PER_CANDIDATE_DIM * dim
-    return max(1, int(n_indexed * _exact_ns(dim) / per_candidate))
+    return max(1, int(n_indexed * share * exact_ns(dim) / search_ns(dim)))
 
 
-def _exact_ns(dim):
+def exact_ns(dim):
     return EXACT_NS_PER_ITEM + EXACT_NS_PER_ITEM_DIM * dim
+
+
+def build_ns(dim):
+    return BUILD_NS_PER_ITEM + BUILD_NS_PER_ITEM_DIM * dim
+
+
+def search_ns(dim):
+    return SEARCH_NS_PER_CANDIDATE + SEARCH_NS_PER_CANDIDATE_DIM * dim

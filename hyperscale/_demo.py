@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from . import _defaults
+from . import _exact, _validation
 from ._tuning import count_common_ids
 from ._log import log_step
 from .facade import hyperscale
@@ -162,9 +162,15 @@ def run_demo(
     started = time.perf_counter()
     log_step(verbose, "warming up the Numba kernels on %d users", min(n_users, 10))
     warm_up_engine = hyperscale(random_state=seed, show_progress=False, verbose=False)
-    # Warm up only the path the timed call takes: compiling both would double the wait.
-    takes_exact = _defaults.trees_replaced_by_exact(n_trees, search_k, n_users, dim) is not None
-    warm_up_engine.recommend(users[:10], items[: max(k, 100)], n_vectors=k, n_trees=None if takes_exact else 2)
+    # Warm up only what the timed call runs: compiling every kernel would double the wait.
+    # Exact search runs on the exact path, in the cost estimate and in the tuning.
+    warm_items = items[: max(k, 100)]
+    if search_k is None:
+        warm_up_engine.recommend(users[:10], warm_items, n_vectors=k)
+    exact = _exact.ExactItems(_validation.as_matrix(items, "items"))
+    takes_exact, _, _ = _exact.prefers_exact(exact, users, n_users, k, n_trees, search_k)
+    if not takes_exact:
+        warm_up_engine.recommend(users[:10], warm_items, n_vectors=k, n_trees=2)
     elapsed = _format_seconds(time.perf_counter() - started)
     print_line(f"warm-up: Numba compilation or cache load in {elapsed}")
 

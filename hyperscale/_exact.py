@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from . import _filters, _tuning, _validation
-from ._log import progress_bar
+from . import _defaults, _filters, _tuning, _validation
+from ._log import log_step, progress_bar
 
 
 class ExactItems:
@@ -18,8 +18,9 @@ class ExactItems:
         self.verbose = verbose
         self.show_progress = show_progress
         # Computed by the first query, so that a caller that ends up building
-        # trees instead pays nothing for it.
+        # trees instead pays nothing for them.
         self._max_norm = None
+        self._visit = None
 
     def __len__(self):
         return int(self.items.shape[0])
@@ -27,6 +28,26 @@ class ExactItems:
     @property
     def nbytes(self):
         return int(self.items.nbytes)
+
+    def _visit_order(self):
+        if self._visit is None:
+            self._visit = _tuning.visit_order("dot", self.items)
+        return self._visit
+
+    def scored_share(self, queries, sample=_defaults.EXACT_SAMPLE, random_state=0):
+        """Return the mean share of the items that exact search scores for up to ``sample`` rows of ``queries``.
+
+        The sample is searched with no filters, which leave the share about the same.
+        """
+        rng = np.random.default_rng(random_state)
+        n_sample = min(int(sample), queries.shape[0])
+        rows = np.sort(rng.choice(queries.shape[0], size=n_sample, replace=False))
+        visited = np.empty(n_sample, dtype=np.int64)
+        every_item = np.ones(len(self), dtype=bool)
+        _tuning.exact_top_k(
+            "dot", self.items, every_item, queries[rows], 1, visit=self._visit_order(), visited=visited
+        )
+        return float(visited.sum()) / (n_sample * len(self))
 
     def query(self, queries, k=10, search_k=None, exclude=None, items=None, exclude_items=None):
         """Return the exact top-k ids (int32) and inner products (float32), best first.
@@ -46,12 +67,56 @@ class ExactItems:
         allowed = None
         if items is not None or exclude_items is not None:
             allowed = _filters.eligible_mask(every_item, items, exclude_items)
-        bar = progress_bar(self.show_progress, queries.shape[0], "scoring every item", "user")
+        bar = progress_bar(self.show_progress, queries.shape[0], "exact search", "user")
         try:
             ids, keys = _tuning.exact_top_k(
-                "dot", self.items, every_item, queries, k, exclusions, allowed, True, progress=bar
+                "dot",
+                self.items,
+                every_item,
+                queries,
+                k,
+                exclusions,
+                allowed,
+                True,
+                progress=bar,
+                visit=self._visit_order(),
             )
         finally:
             if bar is not None:
                 bar.close()
         return ids.astype(np.int32), -keys
+
+
+def prefers_exact(exact, users, n_users, k, n_trees, search_k):
+    """Return (whether exact search costs less than the trees recommend() would build, those trees, share).
+
+    Only a call that gives neither ``n_trees`` nor ``search_k`` is switched; for
+    any other the result is (False, None, None). ``users`` holds the rows to
+    sample, all or some of the call's ``n_users``. ``share`` is the share of the
+    items exact search scored on the sample, or None when the users are too
+    few to need one: they never pay for a tree.
+    """
+    if not _defaults.replaces_trees(n_trees, search_k):
+        return False, None, None
+    n_items, dim = exact.items.shape
+    planned = _defaults.recommend_trees(None, dim, tuned=True)
+    if n_users <= _defaults.EXACT_SAMPLE:
+        return True, planned, None
+    share = exact.scored_share(users)
+    return _defaults.exact_is_cheaper(n_users, n_items, dim, k, planned, share), planned, share
+
+
+def log_exact_choice(verbose, n_users, planned, share):
+    """Log that recommend() searches exactly instead of building ``planned`` trees."""
+    if share is None:
+        log_step(verbose, "exact search for %d users: cheaper than building %d trees", n_users, planned)
+        return
+    log_step(
+        verbose,
+        "exact search for %d users: cheaper than building %d trees and searching them "
+        "(on %d sample users it scored %.1f %% of the items)",
+        n_users,
+        planned,
+        min(n_users, _defaults.EXACT_SAMPLE),
+        100 * share,
+    )

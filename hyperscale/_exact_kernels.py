@@ -1,20 +1,30 @@
-"""Numba kernel of exact top-k search: data layout, scoring, selection.
+"""Numba kernel of exact top-k search: data layout, scoring, selection, early stop.
 
 Data layout
 -----------
 ``vectors`` float32 (n, dim)
     The indexed vectors, row-major as the index stores them, never copied.
+``order`` int64 (m,)
+    The items to score, in the order they are visited. Items left out of it are
+    never returned, which is how the allow masks apply.
+``bounds`` float32 (m,)
+    Non-increasing. For each position of ``order``, an upper bound on the norm
+    of every item from that position on, or +inf where no bound applies.
+``query_norms`` float32 (n_queries,)
+    An upper bound on each query's norm. A query stops visiting items once
+    its norm times the next bound falls below its k-th best score: by the
+    Cauchy-Schwarz inequality, no later item can score as high.
 ``bias`` float32 (n,)
     Added to each inner product: 0 for inner product and cosine, ``-|x|² / 2``
-    for Euclidean distance (so that a larger score is a nearer item), and -inf
-    for an item no query may return.
+    for Euclidean distance (so that a larger score is a nearer item). The
+    bounds above only hold with a zero bias.
 ``exclude_indptr`` int64, ``exclude_indices`` int32
     CSR rows, one per query, of the items that query must skip, each row sorted.
 
-Each parallel task takes a tile of ``tile`` queries and copies it transposed, as
-(dim, tile). The innermost loop then runs over queries: one item coordinate
-multiplies a contiguous row of query coordinates, which LLVM turns into SIMD code,
-and the items are never copied.
+Each parallel task takes a tile of up to ``tile`` queries and copies it
+transposed, as (dim, width). The innermost loop then runs over queries: one item
+coordinate multiplies a contiguous row of query coordinates, which LLVM turns
+into SIMD code, and the items are never copied.
 
 Scoring
 -------
@@ -26,9 +36,16 @@ Selection
 ---------
 Each query keeps a heap of its best ``k`` (the same heap as the tree search) and
 a threshold: -inf until the heap is full, then the score of its worst entry. A
-vectorised count of the scores above the thresholds skips most items with no
-scalar work. Items are visited in id order, so a score equal to the threshold
-loses, which gives ties to the smaller id as the tree search does.
+vectorised count of the scores that reach the thresholds skips most items with
+no scalar work. A score equal to the threshold is offered to the heap, which
+settles ties by id, so the order of the visit does not change the result.
+
+Early stop
+----------
+Every ``CHECK_EVERY`` positions, the queries whose bound has fallen below their
+threshold leave the tile, and the remaining ones are packed to the front, so the
+SIMD loops stop paying for them. With items sorted by decreasing norm, most
+queries of matrix-factorisation data stop within the first few percent.
 """
 
 import numba
@@ -41,6 +58,11 @@ ITEM_BLOCK = 4
 # Largest query tile: 256 queries of 64 coordinates take 64 KB, which stays in a
 # core's L2 cache (512 KB on the machine of BENCHMARKS.md).
 MAX_TILE = 256
+# Positions visited between two checks of the early stop. Each check costs a
+# pass over the tile's thresholds, small next to scoring this many items.
+CHECK_EVERY = 64
+# Lanes of one AVX2 register of float32: the packed tile keeps a multiple of it.
+LANES = 8
 
 
 @numba.njit(cache=True, nogil=True)
@@ -94,10 +116,10 @@ def _accumulate_4x1(scores, tile, vectors, rows, d):
 
 
 @numba.njit(cache=True, nogil=True)
-def _count_above(scores, thresholds):
+def _count_reaching(scores, thresholds):
     count = 0
     for q in range(scores.shape[0]):
-        count += scores[q] > thresholds[q]
+        count += scores[q] >= thresholds[q]
     return count
 
 
@@ -115,40 +137,96 @@ def _is_excluded(indices, start, end, item):
     return low < end and indices[low] == item
 
 
+@numba.njit(cache=True, nogil=True)
+def _pack(source, target, keep, n_keep, width):
+    """Copy the columns ``keep[:n_keep]`` of ``source`` to the front of a (rows, width) view of ``target``."""
+    rows = source.shape[0]
+    packed = target[: rows * width].reshape((rows, width))
+    for r in range(rows):
+        for j in range(n_keep):
+            packed[r, j] = source[r, keep[j]]
+        for j in range(n_keep, width):
+            packed[r, j] = 0.0
+    return packed
+
+
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
-def exact_search(queries, vectors, bias, exclude_indptr, exclude_indices, tile_size, out_ids, out_keys):
+def exact_search(
+    queries, query_norms, vectors, order, bounds, bias, exclude_indptr, exclude_indices, tile_size,
+    out_ids, out_keys, out_visited,
+):
     """Write the exact top-k of each query: ids and keys (minus the score), best first.
 
     ``k`` is ``out_ids.shape[1]``. Slots past the last eligible item get (-1, +inf).
-    Each query's result depends only on that query, not on the tile or the thread
-    count, because every query visits the items in the same order.
+    ``out_visited`` gets the positions of ``order`` each query scored, counted in
+    whole checks. Each query's result depends only on that query, not on the
+    tile or the thread count: the heap settles ties by id, and a query stops
+    only when no later item can reach its threshold.
     """
     k = out_ids.shape[1]
     n_queries, dim = queries.shape
-    n_items = vectors.shape[0]
+    n_order = order.shape[0]
     n_tiles = (n_queries + tile_size - 1) // tile_size
     for tile_index in numba.prange(n_tiles):
         first = tile_index * tile_size
         n_tile = min(tile_size, n_queries - first)
-        # Padding queries are zero: their scores are computed and never read.
-        tile = np.zeros((dim, tile_size), np.float32)
+        width = min(tile_size, -(-n_tile // LANES) * LANES)
+        # Two buffers, so that packing copies from one into the other.
+        tile_buffers = np.zeros((2, dim * tile_size), np.float32)
+        current = 0
+        tile = tile_buffers[0, : dim * width].reshape((dim, width))
         for q in range(n_tile):
             for d in range(dim):
                 tile[d, q] = queries[first + q, d]
-        scores = np.empty((ITEM_BLOCK, tile_size), np.float32)
-        thresholds = np.full(tile_size, -np.inf, np.float32)
-        # An infinite threshold keeps the padding out of the count, which would
-        # otherwise send every item of a partial tile to the scalar loop.
-        thresholds[n_tile:] = np.inf
+        # lane_query maps a lane of the packed tile to its query in the tile.
+        lane_query = np.arange(width)
+        lane_norm = np.zeros(width, np.float32)
+        thresholds = np.empty(width, np.float32)
+        for lane in range(width):
+            lane_norm[lane] = query_norms[first + lane] if lane < n_tile else 0.0
+            # An infinite threshold keeps the padding out of the count, which would
+            # otherwise send every item of a partial tile to the scalar loop.
+            thresholds[lane] = -np.inf if lane < n_tile else np.inf
+        n_active = n_tile
+        keep = np.empty(width, np.int64)
+        scores = np.empty((ITEM_BLOCK, width), np.float32)
         top_keys = np.empty((tile_size, k), np.float32)
         top_ids = np.empty((tile_size, k), np.int32)
         n_top = np.zeros(tile_size, np.int64)
         rows = np.empty(ITEM_BLOCK, np.int64)
-        for start in range(0, n_items, ITEM_BLOCK):
-            n_valid = min(ITEM_BLOCK, n_items - start)
-            # Past the end, the last item is scored again with bias -inf and never kept.
+        for q in range(n_tile):
+            out_visited[first + q] = n_order
+        for start in range(0, n_order, ITEM_BLOCK):
+            if start > 0 and start % CHECK_EVERY == 0:
+                n_keep = 0
+                for lane in range(n_active):
+                    # Written as "not below" so that a NaN product keeps the lane.
+                    if not lane_norm[lane] * bounds[start] < thresholds[lane]:
+                        keep[n_keep] = lane
+                        n_keep += 1
+                    else:
+                        out_visited[first + lane_query[lane]] = start
+                if n_keep == 0:
+                    break
+                if n_keep < n_active:
+                    new_width = -(-n_keep // LANES) * LANES
+                    target = tile_buffers[1 - current]
+                    tile = _pack(tile, target, keep, n_keep, new_width)
+                    current = 1 - current
+                    for j in range(n_keep):
+                        lane_query[j] = lane_query[keep[j]]
+                        lane_norm[j] = lane_norm[keep[j]]
+                        thresholds[j] = thresholds[keep[j]]
+                    width = new_width
+                    n_active = n_keep
+                    thresholds_view = thresholds[:width]
+                    for lane in range(n_active, width):
+                        thresholds_view[lane] = np.inf
+                    scores = np.empty((ITEM_BLOCK, width), np.float32)
+            n_valid = min(ITEM_BLOCK, n_order - start)
+            # Past the end, the last item is scored again and never read.
             for r in range(ITEM_BLOCK):
-                rows[r] = min(start + r, n_items - 1)
+                rows[r] = order[min(start + r, n_order - 1)]
             _fill_bias(scores, bias, rows, n_valid)
             d = 0
             while d + 4 <= dim:
@@ -159,17 +237,18 @@ def exact_search(queries, vectors, bias, exclude_indptr, exclude_indices, tile_s
                 d += 1
             for r in range(n_valid):
                 row = scores[r]
-                if _count_above(row, thresholds) == 0:
+                if _count_reaching(row, thresholds[:width]) == 0:
                     continue
-                item = np.int32(start + r)
-                for q in range(n_tile):
-                    if row[q] <= thresholds[q]:
+                item = np.int32(rows[r])
+                for lane in range(n_active):
+                    if row[lane] < thresholds[lane]:
                         continue
+                    q = lane_query[lane]
                     query = first + q
                     if _is_excluded(exclude_indices, exclude_indptr[query], exclude_indptr[query + 1], item):
                         continue
-                    n_top[q] = _top_offer(top_keys[q], top_ids[q], n_top[q], -row[q], item)
+                    n_top[q] = _top_offer(top_keys[q], top_ids[q], n_top[q], -row[lane], item)
                     if n_top[q] == k:
-                        thresholds[q] = -top_keys[q, 0]
+                        thresholds[lane] = -top_keys[q, 0]
         for q in range(n_tile):
             _write_sorted(top_keys[q], top_ids[q], n_top[q], out_ids[first + q], out_keys[first + q])

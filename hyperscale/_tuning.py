@@ -7,7 +7,8 @@ from . import _exact_kernels, _filters, _forest, _transform
 
 
 def exact_top_k(
-    metric, vectors, indexed, queries, k, exclusions=None, allowed=None, return_keys=False, progress=None
+    metric, vectors, indexed, queries, k, exclusions=None, allowed=None, return_keys=False, progress=None,
+    visit=None, visited=None,
 ):
     """Return the exact top-k ids (int64, best first) of ``queries`` among ``vectors``, by brute force.
 
@@ -19,7 +20,10 @@ def exact_top_k(
     under "angular") are all -1, and slots past the last eligible item are -1
     too. With ``return_keys``, also return the ranking keys (float32, +inf in
     empty slots): minus the inner product under "dot". ``progress`` (a tqdm bar
-    or None) advances by the queries done.
+    or None) advances by the queries done. ``visit`` is what
+    :func:`visit_order` returns for these vectors, for callers that search the
+    same vectors again. ``visited``, an int64 array with one slot per query,
+    receives how many items each query scored before it could stop.
     """
     eligible = indexed if allowed is None else indexed & np.asarray(allowed, dtype=bool)
     queries = np.ascontiguousarray(queries, dtype=np.float32)
@@ -27,17 +31,22 @@ def exact_top_k(
     if metric == "angular":
         queries, zero = _transform.unit_rows(queries)
         valid = ~zero
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if metric == "euclidean":
         # |q - x|² = |q|² - 2 (q·x - |x|² / 2), and |q|² is the same for every item.
         bias = -0.5 * np.einsum("ij,ij->i", vectors, vectors, dtype=np.float32)
     else:
         bias = np.zeros(vectors.shape[0], dtype=np.float32)
-    bias[~eligible] = -np.inf
+    order, bounds = visit_order(metric, vectors) if visit is None else visit
+    eligible_in_order = eligible[order]
+    order, bounds = order[eligible_in_order], bounds[eligible_in_order]
+    query_norms = _norm_bounds(queries)
     indptr, indices = _sorted_rows(exclusions, queries.shape[0])
 
     ids = np.empty((queries.shape[0], k), dtype=np.int32)
     keys = np.empty((queries.shape[0], k), dtype=np.float32)
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if visited is None:
+        visited = np.empty(queries.shape[0], dtype=np.int64)
     tile = _tile_size(queries.shape[0])
     # Several tiles per thread and call keep every thread busy between bar updates.
     batch = 4 * tile * numba.get_num_threads()
@@ -46,13 +55,17 @@ def exact_top_k(
         _forest._run_parallel(
             _exact_kernels.exact_search,
             queries[low:high],
+            query_norms[low:high],
             vectors,
+            order,
+            bounds,
             bias,
             indptr[low : high + 1] - indptr[low],
             indices[indptr[low] : indptr[high]],
             tile,
             ids[low:high],
             keys[low:high],
+            visited[low:high],
         )
         if progress is not None:
             progress.update(high - low)
@@ -60,6 +73,36 @@ def exact_top_k(
     truth[~valid] = -1
     keys[~valid] = np.inf
     return (truth, keys) if return_keys else truth
+
+
+def visit_order(metric, vectors):
+    """Return the order in which exact search visits ``vectors``, and the kernel's norm bounds.
+
+    Under "dot", the items go by decreasing norm, so that each query's k-th best
+    score soon exceeds what any remaining item could reach, and the search stops.
+    Under the other metrics the norm bounds nothing (the rows are unit, or the
+    score carries a distance term), and the items go in id order.
+    """
+    n_rows = vectors.shape[0]
+    if metric != "dot":
+        return np.arange(n_rows, dtype=np.int64), np.full(n_rows, np.inf, dtype=np.float32)
+    norms = _norm_bounds(vectors)
+    order = np.argsort(-norms, kind="stable")
+    return order, norms[order]
+
+
+def _norm_bounds(rows):
+    """Return float32 upper bounds on the norms of ``rows``, with room for rounding.
+
+    A float32 inner product of ``dim`` terms differs from the exact one by at most
+    about ``dim`` units in the last place of the product of the norms. The
+    allowance covers that, so a score the kernel computes never exceeds the
+    product of the two bounds.
+    """
+    dim = rows.shape[1]
+    norms = np.sqrt(np.einsum("ij,ij->i", rows, rows, dtype=np.float64))
+    norms *= 1.0 + (dim + 8) * 2.0**-23
+    return np.nextafter(norms.astype(np.float32), np.float32(np.inf))
 
 
 def _tile_size(n_queries):

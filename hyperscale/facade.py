@@ -176,17 +176,20 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
         target_recall, sample = _defaults.recommend_target(search_k, target_recall, users.shape[0])
         tuned = target_recall is not None
         exact = _exact.ExactItems(items_matrix, self.verbose, self.show_progress)
-        replaced = _defaults.trees_replaced_by_exact(n_trees, search_k, users.shape[0], items_matrix.shape[1])
-        if replaced is not None:
-            message = "scoring every item exactly for %d users: cheaper than building %d trees and searching them"
-            log_step(self.verbose, message, users.shape[0], replaced)
+        use_exact, planned, share = _exact.prefers_exact(
+            exact, users, users.shape[0], n_vectors, n_trees, search_k
+        )
+        if use_exact:
+            _exact.log_exact_choice(self.verbose, users.shape[0], planned, share)
             ids, scores = exact.query(users, n_vectors, exclude=exclude, items=items, exclude_items=exclude_items)
             return (ids, scores) if return_scores else ids
         n_trees = _defaults.recommend_trees(n_trees, items_matrix.shape[1], tuned)
         index = self._new_index("dot", n_trees).build(items_matrix)
         log_step(self.verbose, "augmenting user vectors with an extra dimension (zero, so it is implicit)")
         if tuned:
-            max_search_k = _defaults.exact_threshold(index.n_indexed, items_matrix.shape[1])
+            if share is None:
+                share = exact.scored_share(users)
+            max_search_k = _defaults.exact_threshold(index.n_indexed, items_matrix.shape[1], share)
             search_k, estimate, n_sample = index._tune(
                 users,
                 target_recall,
@@ -201,7 +204,7 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
             if estimate < target_recall:
                 log_step(
                     self.verbose,
-                    "scoring every item exactly: search_k=%d, the most that costs less, gives estimated "
+                    "switching to exact search: search_k=%d, the most that costs less, gives estimated "
                     "recall@%d %.3f on %d sample users (target %.3f)",
                     search_k,
                     n_vectors,

@@ -64,7 +64,7 @@ def test_recommend_logs_exact_choice(factors, caplog):
     with caplog.at_level(logging.INFO, logger=LOGGER_NAME):
         hyperscale(random_state=0, show_progress=False).recommend(users, items)
     messages = [record.getMessage() for record in caplog.records if record.name == LOGGER_NAME]
-    assert any(message.startswith("scoring every item exactly for 300 users: cheaper than") for message in messages)
+    assert any(message.startswith("exact search for 300 users: cheaper than") for message in messages)
 
 
 def test_verbose_false_logs_nothing_at_info(factors, caplog):
@@ -76,7 +76,7 @@ def test_verbose_false_logs_nothing_at_info(factors, caplog):
 
 @pytest.mark.parametrize(
     ("options", "bars"),
-    [({}, ["scoring every item"]), ({"search_k": 100}, ["building trees", "searching"])],
+    [({}, ["exact search"]), ({"search_k": 100}, ["building trees", "searching"])],
     ids=["exact", "trees"],
 )
 def test_progress_bars_on_stderr(factors, capsys, options, bars):
@@ -106,7 +106,7 @@ def test_default_handler_prints_without_logging_config():
         [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr
-    assert "⚡hyperscale: scoring every item exactly for 20 users" in result.stderr
+    assert "⚡hyperscale: exact search for 20 users" in result.stderr
 
 
 def test_default_handler_yields_to_root_handler():
@@ -122,7 +122,7 @@ def test_default_handler_yields_to_root_handler():
         [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr
-    assert "ROOT scoring every item exactly for 20 users" in result.stdout
+    assert "ROOT exact search for 20 users" in result.stdout
     assert "⚡hyperscale:" not in result.stderr
 
 

@@ -131,9 +131,9 @@ def test_recommend_without_quiet_logs_steps(tmp_path, capsys, caplog, factor_fil
     code, _, err = run_cli(capsys, ["recommend", "--users", users_path, "--items", items_path, "-o", output])
 
     assert code == 0
-    assert "scoring every item" in err
+    assert "exact search" in err
     messages = [record.getMessage() for record in caplog.records if record.levelno >= logging.INFO]
-    assert any(message.startswith(f"scoring every item exactly for {N_USERS} users") for message in messages)
+    assert any(message.startswith(f"exact search for {N_USERS} users") for message in messages)
     assert f"saved int32 ids of shape ({N_USERS}, {K}) to {output}" in messages
 
 

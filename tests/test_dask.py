@@ -19,7 +19,7 @@ dask = pytest.importorskip("dask")
 distributed = pytest.importorskip("distributed")
 
 from hyperscale import VectorIndex, hyperscale  # noqa: E402  (after the dask checks)
-from hyperscale import _defaults, _exact_kernels, _kernels  # noqa: E402
+from hyperscale import _defaults, _exact, _exact_kernels, _kernels  # noqa: E402
 from hyperscale._exact import ExactItems  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -279,7 +279,7 @@ def test_many_users_tune_on_first_chunk(client, vectors):
 
 def test_default_is_exact_when_cheaper(client, vectors):
     users, items = vectors
-    assert _defaults.exact_is_cheaper(len(users), DIM, _defaults.recommend_trees(None, DIM, tuned=True))
+    assert _exact.prefers_exact(ExactItems(items.astype(np.float32)), users, len(users), 10, None, None)[0]
     ids, scores = quiet(random_state=0).recommend(as_dask(users), items, return_scores=True)
     exact = users.astype(np.float64) @ items.T.astype(np.float64)
     expected = np.argsort(-exact, axis=1, kind="stable")[:, :10]

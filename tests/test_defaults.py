@@ -69,24 +69,31 @@ def test_few_users_score_every_item(options, caplog):
     with caplog.at_level(logging.INFO, logger=LOGGER_NAME):
         ids = hyperscale(random_state=0, show_progress=False).recommend(users, items, **options)
     messages = info_messages(caplog)
-    assert any(message.startswith("scoring every item exactly for 50 users") for message in messages)
+    assert any(message.startswith("exact search for 50 users") for message in messages)
     assert not any(message.startswith("building the index") for message in messages)
     np.testing.assert_array_equal(ids, exact_top_k_dot(users, items, 10))
 
 
 def test_exact_choice_follows_the_costs():
-    # W1 of BENCHMARKS.md has 10,000 users, 16 dimensions and 8 trees.
-    # R1 has 29,858 users, 64 dimensions and 16 trees.
-    assert _defaults.exact_is_cheaper(10_000, 16, 8)
-    assert not _defaults.exact_is_cheaper(29_858, 64, 16)
-    # More users tip the balance towards the trees, more trees towards exact search.
-    limit = _defaults.TREE_PATH_SHARE * _defaults.users_per_tree(32) * 8
-    assert _defaults.exact_is_cheaper(int(limit), 32, 8)
-    assert not _defaults.exact_is_cheaper(int(limit) + 1, 32, 8)
-    assert _defaults.exact_is_cheaper(int(limit) + 1, 32, 9)
-    # Tree search pays only while it scores a small share of the items.
-    assert _defaults.exact_threshold(100_000, 16) < 100_000 // 20
-    assert _defaults.exact_threshold(100_000, 64) > _defaults.exact_threshold(100_000, 16)
+    # W1 of BENCHMARKS.md: 10,000 users, 100,000 items, 16 dimensions, 8 trees,
+    # and exact search scores about 4 % of the items.
+    assert _defaults.exact_is_cheaper(10_000, 100_000, 16, 10, 8, 0.04)
+    # With no early stop, a million users search trees for less.
+    assert not _defaults.exact_is_cheaper(1_000_000, 100_000, 16, 10, 8, 1.0)
+    # A larger share scored tips the balance towards the trees, more trees towards exact search.
+    assert _defaults.exact_is_cheaper(200_000, 100_000, 32, 10, 8, 0.03)
+    assert not _defaults.exact_is_cheaper(200_000, 100_000, 32, 10, 8, 0.5)
+    assert _defaults.exact_is_cheaper(200_000, 100_000, 32, 10, 128, 0.5)
+    # Tree search pays only while it scores fewer candidates than exact search does.
+    assert _defaults.exact_threshold(100_000, 16, 0.04) < 100_000 // 100
+    assert _defaults.exact_threshold(100_000, 16, 0.4) > 9 * _defaults.exact_threshold(100_000, 16, 0.04)
+
+
+@pytest.mark.parametrize("dim", [2, 16, 64, 512, 4096])
+def test_sample_sized_calls_never_pay_for_trees(dim):
+    # recommend() skips the sample for this many users, on the strength of this.
+    n_users = _defaults.EXACT_SAMPLE
+    assert _defaults.exact_is_cheaper(n_users, 1_000_000, dim, 1, _defaults.RECOMMEND_MIN_TREES, 1.0)
 
 
 def test_auto_tuning_beats_fixed_budget(clustered, caplog):
@@ -149,7 +156,7 @@ def test_gaussian_falls_back_to_exact(gaussian, caplog):
             users, items, n_trees=8, return_scores=True
         )
     messages = info_messages(caplog)
-    assert any(message.startswith("scoring every item exactly: search_k=") for message in messages)
+    assert any(message.startswith("switching to exact search: search_k=") for message in messages)
     # recommend() has no max_search_k, so the tuning's own advice must not show.
     assert not any("max_search_k" in message for message in messages)
     assert ids.dtype == np.int32

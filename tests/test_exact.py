@@ -82,21 +82,77 @@ def test_rows_padded_past_eligible_items():
     assert np.isfinite(keys[:, :2]).all()
 
 
+def run_kernel(queries, vectors, k, tile, pruned=True):
+    """Call the kernel directly, visiting by decreasing norm. ``pruned=False`` turns the early stop off."""
+    order, bounds = _tuning.visit_order("dot", vectors)
+    if not pruned:
+        bounds = np.full_like(bounds, np.inf)
+    n_queries = queries.shape[0]
+    ids = np.empty((n_queries, k), dtype=np.int32)
+    keys = np.empty((n_queries, k), dtype=np.float32)
+    visited = np.empty(n_queries, dtype=np.int64)
+    _exact_kernels.exact_search(
+        queries, _tuning._norm_bounds(queries), vectors, order, bounds, np.zeros(len(vectors), dtype=np.float32),
+        np.zeros(n_queries + 1, dtype=np.int64), np.zeros(0, dtype=np.int32), tile, ids, keys, visited,
+    )
+    return ids, keys, visited
+
+
+def factors(rng, n_rows, dim, spread):
+    """Positive-leaning rows with log-normal norms, like matrix-factorisation output."""
+    rows = rng.standard_normal((n_rows, dim)) + 1.0
+    return (rows * rng.lognormal(0.0, spread, size=(n_rows, 1))).astype(np.float32)
+
+
 def test_result_independent_of_tile():
     rng = np.random.default_rng(14)
-    queries = rng.standard_normal((300, 24)).astype(np.float32)
-    vectors = rng.standard_normal((2_000, 24)).astype(np.float32)
-    bias = np.zeros(2_000, dtype=np.float32)
-    indptr, indices = np.zeros(301, dtype=np.int64), np.zeros(0, dtype=np.int32)
-    results = []
-    for tile in (8, 40, _exact_kernels.MAX_TILE):
-        ids = np.empty((300, 10), dtype=np.int32)
-        keys = np.empty((300, 10), dtype=np.float32)
-        _exact_kernels.exact_search(queries, vectors, bias, indptr, indices, tile, ids, keys)
-        results.append((ids, keys))
-    for ids, keys in results[1:]:
+    queries = factors(rng, 300, 24, 0.3)
+    vectors = factors(rng, 2_000, 24, 0.5)
+    results = [run_kernel(queries, vectors, 10, tile) for tile in (8, 40, _exact_kernels.MAX_TILE)]
+    for ids, keys, visited in results[1:]:
         np.testing.assert_array_equal(ids, results[0][0])
         np.testing.assert_array_equal(keys, results[0][1])
+        np.testing.assert_array_equal(visited, results[0][2])
+
+
+def test_early_stop_keeps_the_full_result():
+    rng = np.random.default_rng(18)
+    queries = factors(rng, 400, 32, 0.3)
+    vectors = factors(rng, 5_000, 32, 0.5)
+    ids, keys, visited = run_kernel(queries, vectors, 10, 64)
+    full_ids, full_keys, full_visited = run_kernel(queries, vectors, 10, 64, pruned=False)
+    np.testing.assert_array_equal(ids, full_ids)
+    np.testing.assert_array_equal(keys, full_keys)
+    assert (full_visited == 5_000).all()
+    # The bound must stop the queries early here, or the early stop is not working.
+    assert visited.mean() < 0.5 * 5_000
+    np.testing.assert_array_equal(ids, reference("dot", queries, vectors, 10, np.ones(5_000, dtype=bool), []))
+
+
+def test_early_stop_on_items_parallel_to_the_query():
+    # Items parallel to the query, with norms a few units in the last place
+    # apart: their scores equal |q| |x| up to rounding, and a bound without room
+    # for that rounding stops before items that still reach the threshold.
+    rng = np.random.default_rng(19)
+    for _ in range(20):
+        query = rng.random(64) + 0.5
+        scales = 1 + rng.uniform(0, 2e-6, size=1_000)
+        vectors = (scales[:, None] * query[None, :]).astype(np.float32)
+        queries = query[None, :].astype(np.float32)
+        ids, keys, _ = run_kernel(queries, vectors, 64, 8)
+        full_ids, full_keys, _ = run_kernel(queries, vectors, 64, 8, pruned=False)
+        np.testing.assert_array_equal(ids, full_ids)
+        np.testing.assert_array_equal(keys, full_keys)
+
+
+def test_ties_in_norm_order():
+    # Every item scores 1, and the visit goes by decreasing norm: id 0 comes
+    # last, so the heap must let it replace an equal score with a larger id.
+    vectors = np.zeros((10, 2), dtype=np.float32)
+    vectors[:, 0] = 1
+    vectors[:, 1] = np.arange(10)
+    ids, _, _ = run_kernel(np.array([[1.0, 0.0]], dtype=np.float32), vectors, 3, 8)
+    np.testing.assert_array_equal(ids, [[0, 1, 2]])
 
 
 def test_progress_counts_every_query():
