@@ -117,6 +117,8 @@ from hyperscale import VectorIndex, hyperscale  # noqa: E402
 from hyperscale._demo import exact_top_k, recall_at_k  # noqa: E402
 
 K = 10
+# The bound_factor values of hyperscale's search in decreasing norm order.
+BOUND_FACTORS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7)
 WORKLOADS = ("W1", "W2", "R1", "W3", "W4")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_DATA = os.environ.get("HYPERSCALE_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -471,6 +473,7 @@ def run_hyperscale(workload, sweep):
     warm = VectorIndex(metric=workload.metric, n_trees=2, random_state=0, show_progress=False, verbose=False)
     warm.build(rng.random((500, workload.items.shape[1]), dtype=np.float32))
     warm.query(rng.random((5, workload.items.shape[1]), dtype=np.float32), k=K)
+    warm.query(rng.random((5, workload.items.shape[1]), dtype=np.float32), k=K, search_k=500)
     warm.neighbors(k=K, exclude_self=True)
     if workload.kind == "graph":
         yield from run_hyperscale_graph(workload)
@@ -490,7 +493,26 @@ def run_hyperscale(workload, sweep):
     if workload.kind == "query":
         yield from run_hyperscale_walk(workload, sweep)
     if workload.kind == "query" and workload.metric == "dot":
+        yield from run_hyperscale_norm_order(workload)
         yield from run_hyperscale_recommend(workload)
+
+
+def run_hyperscale_norm_order(workload):
+    """Sweep ``bound_factor``: search in decreasing norm order, without the trees.
+
+    The index is built with one tree, the fewest it allows, because this search
+    does not use them. The build time includes one query, because the first
+    query of an index sorts the items by norm.
+    """
+    index = VectorIndex(metric="dot", n_trees=1, random_state=0, show_progress=False, verbose=False)
+    _, build_seconds = timed(index.build, workload.items)
+    _, sort_seconds = timed(index.query, workload.queries[:1], k=K, bound_factor=1.0)
+    build_seconds += sort_seconds
+    for factor in BOUND_FACTORS:
+        (found, _), seconds = timed(index.query, workload.queries, k=K, bound_factor=factor)
+        yield Row("hyperscale", "dot norm order", "n_trees=1", f"bound_factor={factor}", build_seconds, seconds,
+                  len(found), recall_at_k(found, workload.truth), index.nbytes, "index.nbytes",
+                  ["items in decreasing norm order, each query stopped by its norm bound; 1 is exact"])
 
 
 def run_hyperscale_recommend(workload):

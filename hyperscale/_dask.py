@@ -139,7 +139,7 @@ def _as_float32_chunk(block, name, block_info=None):
         ) from None
 
 
-def _search_chunk(query_blocks, index, exclusion_blocks, k, search_k, allowed, return_values):
+def _search_chunk(query_blocks, index, exclusion_blocks, k, search_k, allowed, return_values, bound_factor):
     """Search one row chunk with ``index.query``.
 
     blockwise passes each input as a list with the chunk's one block.
@@ -155,7 +155,9 @@ def _search_chunk(query_blocks, index, exclusion_blocks, k, search_k, allowed, r
         ids = np.empty((0, k), dtype=np.int32)
         values = np.empty((0, k), dtype=np.float32)
     else:
-        ids, values = index.query(queries, k=k, search_k=search_k, exclude=exclude, items=allowed)
+        # Only VectorIndex.query takes bound_factor, and only the caller's factor is passed.
+        options = {} if bound_factor is None else {"bound_factor": bound_factor}
+        ids, values = index.query(queries, k=k, search_k=search_k, exclude=exclude, items=allowed, **options)
     if not return_values:
         return ids
     return np.stack([ids, values.view(np.int32)], axis=-1)
@@ -166,7 +168,7 @@ def _search_chunk(query_blocks, index, exclusion_blocks, k, search_k, allowed, r
 # ----------------------------------------------------------------------
 
 
-def _search_lazily(index, queries, k, search_k, exclude, allowed, return_values, modules):
+def _search_lazily(index, queries, k, search_k, exclude, allowed, return_values, modules, bound_factor=None):
     """Return dask arrays of the ids (and values) of ``queries`` against ``index``.
 
     ``queries`` comes from :func:`_prepare_queries`, and every other argument has
@@ -229,6 +231,8 @@ def _search_lazily(index, queries, k, search_k, exclude, allowed, return_values,
         None,
         return_values,
         None,
+        bound_factor,
+        None,
         new_axes=new_axes,
         dtype=np.int32,
         meta=np.empty((0,) * len(output_index), dtype=np.int32),
@@ -240,17 +244,18 @@ def _search_lazily(index, queries, k, search_k, exclude, allowed, return_values,
     return result[:, :, 0], result[:, :, 1].view(np.float32)
 
 
-def query(index, queries, k=10, search_k=None, exclude=None, items=None, exclude_items=None):
+def query(index, queries, k=10, search_k=None, exclude=None, items=None, exclude_items=None, bound_factor=None):
     """Run ``VectorIndex.query`` lazily on a dask array and return dask arrays (ids int32, values float32)."""
     modules = _import_dask()
     queries = _prepare_queries(queries, modules[1], "queries")
     _validation.check_same_dim(queries.shape[1], index.dim, "queries", "the indexed vectors")
     k = _validation.check_count(k, "k", len(index), "the number of indexed vectors")
     walk = index.graph and exclude is None and items is None and exclude_items is None
-    search_k = index._effective_search_k(k, search_k, walk)
+    if bound_factor is None:
+        search_k = index._effective_search_k(k, search_k, walk)
     _check_exclusions(exclude, queries.shape[0], len(index), "queries")
     allowed = _allowed_items(len(index), items, exclude_items)
-    return _search_lazily(index, queries, k, search_k, exclude, allowed, True, modules)
+    return _search_lazily(index, queries, k, search_k, exclude, allowed, True, modules, bound_factor)
 
 
 def _first_rows(queries):
@@ -275,7 +280,7 @@ def recommend(
     """Run ``hyperscale.recommend`` lazily on a dask array of users. Its docstring describes the arguments."""
     modules = _import_dask()
     users = _prepare_queries(user_vectors, modules[1], "user_vectors")
-    items_matrix = _validation.as_matrix(item_vectors, "item_vectors")
+    items_matrix = _validation.as_matrix(item_vectors, "item_vectors", copy=False)
     _validation.check_same_dim(users.shape[1], items_matrix.shape[1], "user_vectors", "item_vectors")
     n_items = items_matrix.shape[0]
     n_vectors = _validation.check_count(n_vectors, "n_vectors", n_items, "the number of items")

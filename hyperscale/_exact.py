@@ -56,7 +56,8 @@ class ExactItems:
         filters are those of :meth:`VectorIndex.query`.
         """
         if self._max_norm is None:
-            self._max_norm = float(np.linalg.norm(self.items.astype(np.float64), axis=1).max())
+            # The first bound of the visit is the largest norm, rounded up a little.
+            self._max_norm = float(self._visit_order()[1][0])
         # A tree search checks the same range, and an overflow here would turn into padding.
         _validation.check_inner_product_range(queries, self._max_norm)
         n_items = self.items.shape[0]
@@ -91,7 +92,7 @@ def prefers_exact(exact, users, n_users, k, n_trees, search_k):
     """Return (whether exact search costs less than the trees recommend() would build, those trees, share).
 
     Only a call that gives neither ``n_trees`` nor ``search_k`` is switched; for
-    any other the result is (False, None, None). ``users`` holds the rows to
+    any other the result is (False, None, None). ``users`` contains the rows to
     sample, all or some of the call's ``n_users``. ``share`` is the share of the
     items exact search scored on the sample, or None when the users are too
     few to need one: they never pay for a tree.

@@ -8,7 +8,7 @@ from . import _exact_kernels, _filters, _forest, _transform
 
 def exact_top_k(
     metric, vectors, indexed, queries, k, exclusions=None, allowed=None, return_keys=False, progress=None,
-    visit=None, visited=None,
+    visit=None, visited=None, bound_factor=1.0,
 ):
     """Return the exact top-k ids (int64, best first) of ``queries`` among ``vectors``, by brute force.
 
@@ -23,7 +23,9 @@ def exact_top_k(
     or None) advances by the queries done. ``visit`` is what
     :func:`visit_order` returns for these vectors, for callers that search the
     same vectors again. ``visited``, an int64 array with one slot per query,
-    receives how many items each query scored before it could stop.
+    receives how many items each query scored before it could stop. A
+    ``bound_factor`` below 1 scales the norm bound that stops each query under
+    "dot", which stops it sooner and makes the result approximate.
     """
     eligible = indexed if allowed is None else indexed & np.asarray(allowed, dtype=bool)
     queries = np.ascontiguousarray(queries, dtype=np.float32)
@@ -41,6 +43,8 @@ def exact_top_k(
     eligible_in_order = eligible[order]
     order, bounds = order[eligible_in_order], bounds[eligible_in_order]
     query_norms = _norm_bounds(queries)
+    if bound_factor != 1.0:
+        query_norms *= np.float32(bound_factor)
     indptr, indices = _sorted_rows(exclusions, queries.shape[0])
 
     ids = np.empty((queries.shape[0], k), dtype=np.int32)

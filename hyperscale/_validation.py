@@ -18,12 +18,14 @@ def _describe_rows(rows):
     return f"[{listed}]"
 
 
-def as_matrix(values, name):
-    """Return ``values`` as a new C-contiguous float32 (n, d) array; raise on bad input.
+def as_matrix(values, name, copy=True):
+    """Return ``values`` as a C-contiguous float32 (n, d) array; raise on bad input.
 
-    The caller's array is never modified: the result is always a copy. Accepts
-    any array-like of real numbers (lists, integer, float, strided, Fortran-order
-    or read-only arrays).
+    The caller's array is never modified. The result is a copy, unless ``copy``
+    is false and ``values`` already is a C-contiguous float32 array: callers
+    that only read the result then skip the copy. Accepts any array-like of
+    real numbers (lists, integer, float, strided, Fortran-order or read-only
+    arrays).
     """
     try:
         array = np.asarray(values)
@@ -53,9 +55,12 @@ def as_matrix(values, name):
             f"{name} contains NaN or infinity in rows {_describe_rows(bad)}; "
             "remove or impute those rows before indexing"
         )
-    # Keep the copy even for float32 input: the index owns its arrays.
+    # By default, keep the copy even for float32 input: the index owns its arrays.
     with np.errstate(over="ignore"):
-        matrix = np.array(array, dtype=np.float32, order="C", copy=True)
+        if copy:
+            matrix = np.array(array, dtype=np.float32, order="C", copy=True)
+        else:
+            matrix = np.ascontiguousarray(array, dtype=np.float32)
     overflow_rows = ~np.isfinite(matrix).all(axis=1)
     if overflow_rows.any():
         bad = np.flatnonzero(overflow_rows)
@@ -113,6 +118,22 @@ def check_optional_positive(value, name):
     if int(value) <= 0:
         raise ValueError(f"{name} must be a positive integer or None, got {int(value)}")
     return int(value)
+
+
+def check_bound_factor(value, metric, search_k):
+    """Return None or ``value`` as a float in (0, 1]. The factor applies to metric "dot" only."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(f"bound_factor must be a number in (0, 1] or None, got {value!r}")
+    value = float(value)
+    if not 0 < value <= 1:
+        raise ValueError(f"bound_factor must be in (0, 1], got {value}; 1 is exact, smaller is faster")
+    if metric != "dot":
+        raise ValueError(f"bound_factor applies to metric 'dot' only, and this index uses {metric!r}; pass search_k")
+    if search_k is not None:
+        raise ValueError(f"pass search_k ({search_k}) or bound_factor ({value}), not both: they choose different searches")
+    return value
 
 
 def check_vector_id(value, n_vectors):

@@ -165,8 +165,9 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
                 return_scores,
                 target_recall,
             )
-        users = _validation.as_matrix(user_vectors, "user_vectors")
-        items_matrix = _validation.as_matrix(item_vectors, "item_vectors")
+        # Neither is ever written to, and the index build makes its own copy.
+        users = _validation.as_matrix(user_vectors, "user_vectors", copy=False)
+        items_matrix = _validation.as_matrix(item_vectors, "item_vectors", copy=False)
         _validation.check_same_dim(users.shape[1], items_matrix.shape[1], "user_vectors", "item_vectors")
         n_vectors = _validation.check_count(n_vectors, "n_vectors", items_matrix.shape[0], "the number of items")
         # Check the filters before the build, so a mistake costs no time.

@@ -243,6 +243,17 @@ def test_query_item_filters_equal_local(client, vectors, seen):
     assert not np.isin(computed_ids, denied).any()
 
 
+@pytest.mark.parametrize("factor", [1.0, 0.8])
+def test_query_bound_factor_equals_local(client, vectors, seen, factor):
+    users, items = vectors
+    index = VectorIndex(metric="dot", n_trees=1, random_state=3, show_progress=False, verbose=False).build(items)
+    expected_ids, expected_values = index.query(users, k=8, exclude=seen, bound_factor=factor)
+    ids, values = index.query(as_dask(users), k=8, exclude=seen, bound_factor=factor)
+    computed_ids, computed_values = dask.compute(ids, values)
+    np.testing.assert_array_equal(computed_ids, expected_ids)
+    np.testing.assert_array_equal(computed_values, expected_values)
+
+
 def test_query_uses_tuned_search_k(client, vectors):
     users, items = vectors
     index = VectorIndex(metric="dot", random_state=4, show_progress=False, verbose=False).build(items)

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hyperscale import _exact_kernels, _filters, _tuning
+from hyperscale import VectorIndex, _exact_kernels, _filters, _tuning
 from hyperscale._exact import ExactItems
 
 # 3,001 items and 13 dimensions: neither is a multiple of the kernel's block of four.
@@ -199,3 +199,59 @@ def test_mean_recall_counts_common_ids():
     assert _tuning.mean_recall(found, truth) == pytest.approx(expected)
     assert _tuning.mean_recall(found, truth) < 1.0
     assert _tuning.mean_recall(truth[5:], truth[5:]) == 1.0
+
+
+def test_index_full_budget_runs_exact_search():
+    rng = np.random.default_rng(20)
+    vectors = factors(rng, N_ITEMS, DIM, 0.5)
+    queries = factors(rng, 200, DIM, 0.3)
+    exclude = [rng.choice(N_ITEMS, size=30, replace=False) for _ in range(200)]
+    allowed = rng.random(N_ITEMS) < 0.8
+    index = VectorIndex("dot", n_trees=2, random_state=0, show_progress=False, verbose=False).build(vectors)
+
+    ids, scores = index.query(queries, k=K, search_k=N_ITEMS, exclude=exclude, items=allowed)
+
+    assert index._visit is not None
+    np.testing.assert_array_equal(ids, reference("dot", queries, vectors, K, allowed, exclude))
+    expected = np.take_along_axis(queries.astype(np.float64) @ vectors.T.astype(np.float64), ids.astype(np.int64), 1)
+    np.testing.assert_allclose(scores, expected, rtol=1e-5)
+    # A budget that covers only the allowed items is also every eligible item.
+    narrow, _ = index.query(queries, k=K, search_k=int(allowed.sum()), items=allowed)
+    np.testing.assert_array_equal(narrow, reference("dot", queries, vectors, K, allowed, []))
+
+
+def test_bound_factor_trades_recall_for_stops():
+    rng = np.random.default_rng(21)
+    vectors = rng.random((20_000, 16), dtype=np.float32)
+    queries = rng.random((500, 16), dtype=np.float32)
+    index = VectorIndex("dot", n_trees=1, random_state=0, show_progress=False, verbose=False).build(vectors)
+    truth = reference("dot", queries, vectors, 10, np.ones(20_000, dtype=bool), [])
+
+    def recall(factor):
+        found, _ = index.query(queries, k=10, bound_factor=factor)
+        return _tuning.mean_recall(found, truth)
+
+    exact, high, low = recall(1.0), recall(0.9), recall(0.8)
+    assert exact == 1.0
+    # A smaller factor stops each query at the same item or sooner, so its recall is never higher.
+    assert high <= exact
+    assert low <= high
+    assert low < 1.0
+
+
+@pytest.mark.parametrize(
+    ("metric", "options", "error", "match"),
+    [
+        ("dot", {"bound_factor": 0}, ValueError, "must be in"),
+        ("dot", {"bound_factor": 1.5}, ValueError, "must be in"),
+        ("dot", {"bound_factor": True}, TypeError, "must be a number"),
+        ("dot", {"bound_factor": "0.9"}, TypeError, "must be a number"),
+        ("dot", {"bound_factor": 0.9, "search_k": 100}, ValueError, "not both"),
+        ("euclidean", {"bound_factor": 0.9}, ValueError, "metric 'dot' only"),
+    ],
+)
+def test_bad_bound_factor_rejected(metric, options, error, match):
+    vectors = np.random.default_rng(22).random((200, 8), dtype=np.float32)
+    index = VectorIndex(metric, n_trees=1, random_state=0, show_progress=False, verbose=False).build(vectors)
+    with pytest.raises(error, match=match):
+        index.query(vectors[:3], k=5, **options)

@@ -669,3 +669,17 @@ def test_pickle_same_results(tmp_path, metric):
         assert np.array_equal(found_ids, expected_ids)
         assert np.array_equal(found_distances, expected_distances)
         assert np.array_equal(found_neighbors, expected_neighbors)
+
+
+def test_as_matrix_copy_only_when_needed():
+    from hyperscale import _validation
+
+    matrix = normal_matrix(5, 3, seed=20).astype(np.float32)
+    assert _validation.as_matrix(matrix, "items", copy=False) is matrix
+    assert _validation.as_matrix(matrix, "items") is not matrix
+    converted = _validation.as_matrix(matrix.astype(np.float64), "items", copy=False)
+    assert converted.dtype == np.float32
+    assert converted.flags.c_contiguous
+    transposed = _validation.as_matrix(np.asfortranarray(matrix), "items", copy=False)
+    assert transposed.flags.c_contiguous
+    np.testing.assert_array_equal(transposed, matrix)
