@@ -117,8 +117,11 @@ from hyperscale import VectorIndex, hyperscale  # noqa: E402
 from hyperscale._demo import exact_top_k, recall_at_k  # noqa: E402
 
 K = 10
-# The bound_factor values of hyperscale's search in decreasing norm order.
-BOUND_FACTORS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7)
+# hyperscale's search in decreasing norm order sweeps bound_factor down from 1 in
+# these steps, until recall falls below the floor or the factor reaches its lowest.
+BOUND_FACTOR_STEP = 0.05
+BOUND_FACTOR_LOWEST = 0.3
+BOUND_FACTOR_RECALL_FLOOR = 0.88
 WORKLOADS = ("W1", "W2", "R1", "W3", "W4")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_DATA = os.environ.get("HYPERSCALE_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -498,7 +501,7 @@ def run_hyperscale(workload, sweep):
 
 
 def run_hyperscale_norm_order(workload):
-    """Sweep ``bound_factor``: search in decreasing norm order, without the trees.
+    """Sweep ``bound_factor`` down from 1: search in decreasing norm order, without the trees.
 
     The index is built with one tree, the fewest it allows, because this search
     does not use them. The build time includes one query, because the first
@@ -508,11 +511,16 @@ def run_hyperscale_norm_order(workload):
     _, build_seconds = timed(index.build, workload.items)
     _, sort_seconds = timed(index.query, workload.queries[:1], k=K, bound_factor=1.0)
     build_seconds += sort_seconds
-    for factor in BOUND_FACTORS:
+    factor = 1.0
+    while factor >= BOUND_FACTOR_LOWEST:
         (found, _), seconds = timed(index.query, workload.queries, k=K, bound_factor=factor)
-        yield Row("hyperscale", "dot norm order", "n_trees=1", f"bound_factor={factor}", build_seconds, seconds,
-                  len(found), recall_at_k(found, workload.truth), index.nbytes, "index.nbytes",
+        recall = recall_at_k(found, workload.truth)
+        yield Row("hyperscale", "dot norm order", "n_trees=1", f"bound_factor={factor:.2f}", build_seconds, seconds,
+                  len(found), recall, index.nbytes, "index.nbytes",
                   ["items in decreasing norm order, each query stopped by its norm bound; 1 is exact"])
+        if recall < BOUND_FACTOR_RECALL_FLOOR:
+            break
+        factor = round(factor - BOUND_FACTOR_STEP, 2)
 
 
 def run_hyperscale_recommend(workload):

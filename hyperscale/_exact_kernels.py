@@ -66,17 +66,17 @@ LANES = 8
 
 
 @numba.njit(cache=True, nogil=True)
-def _fill_bias(scores, bias, rows, n_valid):
+def _fill_bias(scores, bias, rows, n_valid, width):
     for r in range(ITEM_BLOCK):
         value = bias[rows[r]] if r < n_valid else np.float32(-np.inf)
         row = scores[r]
-        for q in range(row.shape[0]):
+        for q in range(width):
             row[q] = value
 
 
 @numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _accumulate_4x4(scores, tile, vectors, rows, d):
-    """Add coordinates d to d + 3 of four items times the query tile to their scores."""
+def _accumulate_4x4(scores, tile, vectors, rows, d, width):
+    """Add coordinates d to d + 3 of four items times the first ``width`` queries of the tile to their scores."""
     s0 = scores[0]
     s1 = scores[1]
     s2 = scores[2]
@@ -93,7 +93,7 @@ def _accumulate_4x4(scores, tile, vectors, rows, d):
     c0, c1, c2, c3 = x[d], x[d + 1], x[d + 2], x[d + 3]
     x = vectors[rows[3]]
     e0, e1, e2, e3 = x[d], x[d + 1], x[d + 2], x[d + 3]
-    for q in range(s0.shape[0]):
+    for q in range(width):
         y0 = t0[q]
         y1 = t1[q]
         y2 = t2[q]
@@ -105,20 +105,20 @@ def _accumulate_4x4(scores, tile, vectors, rows, d):
 
 
 @numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _accumulate_4x1(scores, tile, vectors, rows, d):
+def _accumulate_4x1(scores, tile, vectors, rows, d, width):
     """Add coordinate d, for dimensions that are not a multiple of four."""
     t0 = tile[d]
     for r in range(ITEM_BLOCK):
         row = scores[r]
         a = vectors[rows[r], d]
-        for q in range(row.shape[0]):
+        for q in range(width):
             row[q] += a * t0[q]
 
 
 @numba.njit(cache=True, nogil=True)
-def _count_reaching(scores, thresholds):
+def _count_reaching(scores, thresholds, width):
     count = 0
-    for q in range(scores.shape[0]):
+    for q in range(width):
         count += scores[q] >= thresholds[q]
     return count
 
@@ -138,19 +138,17 @@ def _is_excluded(indices, start, end, item):
 
 
 @numba.njit(cache=True, nogil=True)
-def _pack(source, target, keep, n_keep, width):
-    """Copy the columns ``keep[:n_keep]`` of ``source`` to the front of a (rows, width) view of ``target``."""
-    rows = source.shape[0]
-    packed = target[: rows * width].reshape((rows, width))
-    for r in range(rows):
+def _pack(tile, keep, n_keep, width):
+    """Move the columns ``keep[:n_keep]`` (increasing) of ``tile`` to the front, and zero the rest up to ``width``."""
+    for d in range(tile.shape[0]):
+        row = tile[d]
         for j in range(n_keep):
-            packed[r, j] = source[r, keep[j]]
+            row[j] = row[keep[j]]
         for j in range(n_keep, width):
-            packed[r, j] = 0.0
-    return packed
+            row[j] = 0.0
 
 
-@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
+@numba.njit(parallel=True, cache=True)
 def exact_search(
     queries, query_norms, vectors, order, bounds, bias, exclude_indptr, exclude_indices, tile_size,
     out_ids, out_keys, out_visited,
@@ -163,92 +161,101 @@ def exact_search(
     tile or the thread count: the heap settles ties by id, and a query stops
     only when no later item can reach its threshold.
     """
-    k = out_ids.shape[1]
-    n_queries, dim = queries.shape
-    n_order = order.shape[0]
+    n_queries = queries.shape[0]
     n_tiles = (n_queries + tile_size - 1) // tile_size
+    # The loop body is a function of its own: Numba's parallel passes then see a
+    # short loop, which keeps the first compilation shorter.
     for tile_index in numba.prange(n_tiles):
         first = tile_index * tile_size
-        n_tile = min(tile_size, n_queries - first)
-        width = min(tile_size, -(-n_tile // LANES) * LANES)
-        # Two buffers, so that packing copies from one into the other.
-        tile_buffers = np.zeros((2, dim * tile_size), np.float32)
-        current = 0
-        tile = tile_buffers[0, : dim * width].reshape((dim, width))
-        for q in range(n_tile):
-            for d in range(dim):
-                tile[d, q] = queries[first + q, d]
-        # lane_query maps a lane of the packed tile to its query in the tile.
-        lane_query = np.arange(width)
-        lane_norm = np.zeros(width, np.float32)
-        thresholds = np.empty(width, np.float32)
-        for lane in range(width):
-            lane_norm[lane] = query_norms[first + lane] if lane < n_tile else 0.0
-            # An infinite threshold keeps the padding out of the count, which would
-            # otherwise send every item of a partial tile to the scalar loop.
-            thresholds[lane] = -np.inf if lane < n_tile else np.inf
-        n_active = n_tile
-        keep = np.empty(width, np.int64)
-        scores = np.empty((ITEM_BLOCK, width), np.float32)
-        top_keys = np.empty((tile_size, k), np.float32)
-        top_ids = np.empty((tile_size, k), np.int32)
-        n_top = np.zeros(tile_size, np.int64)
-        rows = np.empty(ITEM_BLOCK, np.int64)
-        for q in range(n_tile):
-            out_visited[first + q] = n_order
-        for start in range(0, n_order, ITEM_BLOCK):
-            if start > 0 and start % CHECK_EVERY == 0:
-                n_keep = 0
-                for lane in range(n_active):
-                    # Written as "not below" so that a NaN product keeps the lane.
-                    if not lane_norm[lane] * bounds[start] < thresholds[lane]:
-                        keep[n_keep] = lane
-                        n_keep += 1
-                    else:
-                        out_visited[first + lane_query[lane]] = start
-                if n_keep == 0:
-                    break
-                if n_keep < n_active:
-                    new_width = -(-n_keep // LANES) * LANES
-                    target = tile_buffers[1 - current]
-                    tile = _pack(tile, target, keep, n_keep, new_width)
-                    current = 1 - current
-                    for j in range(n_keep):
-                        lane_query[j] = lane_query[keep[j]]
-                        lane_norm[j] = lane_norm[keep[j]]
-                        thresholds[j] = thresholds[keep[j]]
-                    width = new_width
-                    n_active = n_keep
-                    thresholds_view = thresholds[:width]
-                    for lane in range(n_active, width):
-                        thresholds_view[lane] = np.inf
-                    scores = np.empty((ITEM_BLOCK, width), np.float32)
-            n_valid = min(ITEM_BLOCK, n_order - start)
-            # Past the end, the last item is scored again and never read.
-            for r in range(ITEM_BLOCK):
-                rows[r] = order[min(start + r, n_order - 1)]
-            _fill_bias(scores, bias, rows, n_valid)
-            d = 0
-            while d + 4 <= dim:
-                _accumulate_4x4(scores, tile, vectors, rows, d)
-                d += 4
-            while d < dim:
-                _accumulate_4x1(scores, tile, vectors, rows, d)
-                d += 1
-            for r in range(n_valid):
-                row = scores[r]
-                if _count_reaching(row, thresholds[:width]) == 0:
+        _search_tile(
+            queries, query_norms, vectors, order, bounds, bias, exclude_indptr, exclude_indices,
+            first, min(tile_size, n_queries - first), tile_size, out_ids, out_keys, out_visited,
+        )
+
+
+@numba.njit(cache=True, nogil=True)
+def _search_tile(
+    queries, query_norms, vectors, order, bounds, bias, exclude_indptr, exclude_indices,
+    first, n_tile, tile_size, out_ids, out_keys, out_visited,
+):
+    """Search the queries ``first`` to ``first + n_tile``, as one tile."""
+    k = out_ids.shape[1]
+    dim = queries.shape[1]
+    n_order = order.shape[0]
+    width = min(tile_size, -(-n_tile // LANES) * LANES)
+    # Padding queries are zero: their scores are computed and never read.
+    tile = np.empty((dim, tile_size), np.float32)
+    for d in range(dim):
+        for q in range(tile_size):
+            tile[d, q] = queries[first + q, d] if q < n_tile else 0.0
+    # lane_query maps a lane of the packed tile to its query in the tile.
+    lane_query = np.empty(tile_size, np.int64)
+    lane_norm = np.empty(tile_size, np.float32)
+    thresholds = np.empty(tile_size, np.float32)
+    for lane in range(tile_size):
+        lane_query[lane] = lane
+        lane_norm[lane] = query_norms[first + lane] if lane < n_tile else 0.0
+        # An infinite threshold keeps the padding out of the count, which would
+        # otherwise send every item of a partial tile to the scalar loop.
+        thresholds[lane] = -np.inf if lane < n_tile else np.inf
+    n_active = n_tile
+    keep = np.empty(tile_size, np.int64)
+    scores = np.empty((ITEM_BLOCK, tile_size), np.float32)
+    top_keys = np.empty((tile_size, k), np.float32)
+    top_ids = np.empty((tile_size, k), np.int32)
+    n_top = np.empty(tile_size, np.int64)
+    rows = np.empty(ITEM_BLOCK, np.int64)
+    for q in range(n_tile):
+        n_top[q] = 0
+        out_visited[first + q] = n_order
+    for start in range(0, n_order, ITEM_BLOCK):
+        if start > 0 and start % CHECK_EVERY == 0:
+            n_keep = 0
+            for lane in range(n_active):
+                # Written as "not below" so that a NaN product keeps the lane.
+                if not lane_norm[lane] * bounds[start] < thresholds[lane]:
+                    keep[n_keep] = lane
+                    n_keep += 1
+                else:
+                    out_visited[first + lane_query[lane]] = start
+            if n_keep == 0:
+                break
+            if n_keep < n_active:
+                width = -(-n_keep // LANES) * LANES
+                _pack(tile, keep, n_keep, width)
+                for j in range(n_keep):
+                    lane_query[j] = lane_query[keep[j]]
+                    lane_norm[j] = lane_norm[keep[j]]
+                    thresholds[j] = thresholds[keep[j]]
+                for lane in range(n_keep, width):
+                    thresholds[lane] = np.inf
+                n_active = n_keep
+        n_valid = min(ITEM_BLOCK, n_order - start)
+        # Past the end, the last item is scored again and never read.
+        for r in range(ITEM_BLOCK):
+            rows[r] = order[min(start + r, n_order - 1)]
+        _fill_bias(scores, bias, rows, n_valid, width)
+        d = 0
+        while d + 4 <= dim:
+            _accumulate_4x4(scores, tile, vectors, rows, d, width)
+            d += 4
+        while d < dim:
+            _accumulate_4x1(scores, tile, vectors, rows, d, width)
+            d += 1
+        for r in range(n_valid):
+            row = scores[r]
+            if _count_reaching(row, thresholds, width) == 0:
+                continue
+            item = np.int32(rows[r])
+            for lane in range(n_active):
+                if row[lane] < thresholds[lane]:
                     continue
-                item = np.int32(rows[r])
-                for lane in range(n_active):
-                    if row[lane] < thresholds[lane]:
-                        continue
-                    q = lane_query[lane]
-                    query = first + q
-                    if _is_excluded(exclude_indices, exclude_indptr[query], exclude_indptr[query + 1], item):
-                        continue
-                    n_top[q] = _top_offer(top_keys[q], top_ids[q], n_top[q], -row[lane], item)
-                    if n_top[q] == k:
-                        thresholds[lane] = -top_keys[q, 0]
-        for q in range(n_tile):
-            _write_sorted(top_keys[q], top_ids[q], n_top[q], out_ids[first + q], out_keys[first + q])
+                q = lane_query[lane]
+                query = first + q
+                if _is_excluded(exclude_indices, exclude_indptr[query], exclude_indptr[query + 1], item):
+                    continue
+                n_top[q] = _top_offer(top_keys[q], top_ids[q], n_top[q], -row[lane], item)
+                if n_top[q] == k:
+                    thresholds[lane] = -top_keys[q, 0]
+    for q in range(n_tile):
+        _write_sorted(top_keys[q], top_ids[q], n_top[q], out_ids[first + q], out_keys[first + q])

@@ -257,11 +257,18 @@ class VectorIndex:
 
     @property
     def nbytes(self):
-        """Bytes held by the index arrays: the stored vectors plus the forest."""
+        """Bytes held by the index arrays: the stored vectors, the forest, and the graph and norm order if any."""
         self._check_built()
         graph_bytes = 0 if self._adjacency is None else self._adjacency.nbytes
+        # The norm order exists once a query has run exact search under "dot".
+        visit_bytes = 0 if self._visit is None else sum(array.nbytes for array in self._visit)
         return int(
-            self._vectors.nbytes + self._forest.nbytes + self._indexed.nbytes + self._head_ids.nbytes + graph_bytes
+            self._vectors.nbytes
+            + self._forest.nbytes
+            + self._indexed.nbytes
+            + self._head_ids.nbytes
+            + graph_bytes
+            + visit_bytes
         )
 
     def default_search_k(self, k, walk=None):
@@ -641,7 +648,7 @@ class VectorIndex:
         return max(search_k, k)
 
     def _search_exact(self, queries, exclusions, allowed, k, bound_factor):
-        """Search with exact search in place of the trees; a ``bound_factor`` below 1 stops it sooner.
+        """Search with exact search in place of the trees. A ``bound_factor`` below 1 stops it sooner.
 
         Under "dot" this is faster than the trees at a budget of every item:
         exact search needs no traversal, and its norm bound stops each query early.

@@ -231,7 +231,10 @@ def test_bound_factor_trades_recall_for_stops():
         found, _ = index.query(queries, k=10, bound_factor=factor)
         return _tuning.mean_recall(found, truth)
 
+    before = index.nbytes
     exact, high, low = recall(1.0), recall(0.9), recall(0.8)
+    # The first such query sorts the items by norm, and the index counts the order.
+    assert index.nbytes == before + 20_000 * (8 + 4)
     assert exact == 1.0
     # A smaller factor stops each query at the same item or sooner, so its recall is never higher.
     assert high <= exact
