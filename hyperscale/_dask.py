@@ -291,13 +291,15 @@ def recommend(
     tuned = target_recall is not None
     exact = _exact.ExactItems(items_matrix, hs.verbose)
     # The choice needs concrete users: it samples the first chunk.
-    use_exact, planned, share = (False, None, None)
+    use_exact, planned, share, n_sample = (False, None, None, 0)
     if _defaults.replaces_trees(n_trees, search_k):
+        sample_source = _first_rows(users)
+        n_sample = min(sample_source.shape[0], _defaults.EXACT_SAMPLE)
         use_exact, planned, share = _exact.prefers_exact(
-            exact, _first_rows(users), users.shape[0], n_vectors, n_trees, search_k
+            exact, sample_source, users.shape[0], n_vectors, n_trees, search_k
         )
     if use_exact:
-        _exact.log_exact_choice(hs.verbose, users.shape[0], planned, share)
+        _exact.log_exact_choice(hs.verbose, users.shape[0], planned, share, n_sample)
         message = "scheduling exact top %d for all %d users in %d dask chunks"
         log_step(hs.verbose, message, n_vectors, users.shape[0], users.numblocks[0])
         ids, scores = _search_lazily(exact, users, n_vectors, None, exclude, allowed, return_scores, modules)

@@ -27,17 +27,21 @@ class ExactItems:
 
     @property
     def nbytes(self):
-        return int(self.items.nbytes)
+        """Bytes of the items, and of their norm order once a query has built it."""
+        visit_bytes = 0 if self._visit is None else sum(array.nbytes for array in self._visit)
+        return int(self.items.nbytes + visit_bytes)
 
     def _visit_order(self):
         if self._visit is None:
             self._visit = _tuning.visit_order("dot", self.items)
         return self._visit
 
-    def scored_share(self, queries, sample=_defaults.EXACT_SAMPLE, random_state=0):
-        """Return the mean share of the items that exact search scores for up to ``sample`` rows of ``queries``.
+    def scored_share(self, queries, k, sample=_defaults.EXACT_SAMPLE, random_state=0):
+        """Return the mean share of the items that exact search for the top ``k`` scores, on up to ``sample`` rows.
 
-        The sample is searched with no filters, which leave the share about the same.
+        A larger ``k`` stops later, so the share must come from the call's own
+        ``k``. The sample is searched with no filters, which leave the share
+        about the same.
         """
         rng = np.random.default_rng(random_state)
         n_sample = min(int(sample), queries.shape[0])
@@ -45,7 +49,7 @@ class ExactItems:
         visited = np.empty(n_sample, dtype=np.int64)
         every_item = np.ones(len(self), dtype=bool)
         _tuning.exact_top_k(
-            "dot", self.items, every_item, queries[rows], 1, visit=self._visit_order(), visited=visited
+            "dot", self.items, every_item, queries[rows], k, visit=self._visit_order(), visited=visited
         )
         return float(visited.sum()) / (n_sample * len(self))
 
@@ -103,12 +107,12 @@ def prefers_exact(exact, users, n_users, k, n_trees, search_k):
     planned = _defaults.recommend_trees(None, dim, tuned=True)
     if n_users <= _defaults.EXACT_SAMPLE:
         return True, planned, None
-    share = exact.scored_share(users)
+    share = exact.scored_share(users, k)
     return _defaults.exact_is_cheaper(n_users, n_items, dim, k, planned, share), planned, share
 
 
-def log_exact_choice(verbose, n_users, planned, share):
-    """Log that recommend() searches exactly instead of building ``planned`` trees."""
+def log_exact_choice(verbose, n_users, planned, share, n_sample):
+    """Log that recommend() searches exactly instead of building ``planned`` trees, with the share measured on ``n_sample`` users."""
     if share is None:
         log_step(verbose, "exact search for %d users: cheaper than building %d trees", n_users, planned)
         return
@@ -118,6 +122,6 @@ def log_exact_choice(verbose, n_users, planned, share):
         "(on %d sample users it scored %.1f %% of the items)",
         n_users,
         planned,
-        min(n_users, _defaults.EXACT_SAMPLE),
+        n_sample,
         100 * share,
     )

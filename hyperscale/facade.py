@@ -186,7 +186,8 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
             exact, users, users.shape[0], n_vectors, n_trees, search_k
         )
         if use_exact:
-            _exact.log_exact_choice(self.verbose, users.shape[0], planned, share)
+            n_sample = min(users.shape[0], _defaults.EXACT_SAMPLE)
+            _exact.log_exact_choice(self.verbose, users.shape[0], planned, share, n_sample)
             ids, scores = exact.query(users, n_vectors, exclude=exclude, items=items, exclude_items=exclude_items)
             return (ids, scores) if return_scores else ids
         n_trees = _defaults.recommend_trees(n_trees, items_matrix.shape[1], tuned)
@@ -194,7 +195,7 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
         log_step(self.verbose, "augmenting user vectors with an extra dimension (zero, so it is implicit)")
         if tuned:
             if share is None:
-                share = exact.scored_share(users)
+                share = exact.scored_share(users, n_vectors)
             max_search_k = _defaults.exact_threshold(index.n_indexed, items_matrix.shape[1], share)
             search_k, estimate, n_sample = index._tune(
                 users,

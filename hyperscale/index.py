@@ -426,7 +426,9 @@ class VectorIndex:
             Cauchy-Schwarz inequality and the result is exact. Below 1 the
             queries stop sooner, faster and with lower recall: 0.9 gave recall
             0.92 at several times the speed on the uniform data of
-            BENCHMARKS.md, but on other data it can lose more.
+            BENCHMARKS.md, but on other data it can lose more. Each query
+            scores at least the 64 items of largest norm before its first
+            stop check.
 
         Returns
         -------

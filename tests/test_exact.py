@@ -258,3 +258,12 @@ def test_bad_bound_factor_rejected(metric, options, error, match):
     index = VectorIndex(metric, n_trees=1, random_state=0, show_progress=False, verbose=False).build(vectors)
     with pytest.raises(error, match=match):
         index.query(vectors[:3], k=5, **options)
+
+
+def test_scored_share_grows_with_k():
+    rng = np.random.default_rng(23)
+    items = rng.random((20_000, 16), dtype=np.float32)
+    users = rng.random((300, 16), dtype=np.float32)
+    exact = ExactItems(items)
+    top_one, top_fifty = exact.scored_share(users, 1), exact.scored_share(users, 50)
+    assert 0 < top_one < top_fifty <= 1
