@@ -292,6 +292,7 @@ def recommend(
     exact = _exact.ExactItems(items_matrix, hs.verbose)
     # The choice needs concrete users: it samples the first chunk.
     use_exact, planned, share, n_sample = (False, None, None, 0)
+    sample_source = None
     if _defaults.replaces_trees(n_trees, search_k):
         sample_source = _first_rows(users)
         n_sample = min(sample_source.shape[0], _defaults.EXACT_SAMPLE)
@@ -311,8 +312,10 @@ def recommend(
         # ``exclude``, whose rows would first have to be cut to the first chunk.
         # Nor does it switch to exact search when the tuned budget costs more
         # than exact search, as the in-memory call does: the trees then search with it.
+        if sample_source is None:
+            sample_source = _first_rows(users)
         search_k, _ = index.tune(
-            _first_rows(users), target_recall=target_recall, k=n_vectors, sample=sample, items=allowed
+            sample_source, target_recall=target_recall, k=n_vectors, sample=sample, items=allowed
         )
     search_k = index._effective_search_k(n_vectors, search_k)
     log_step(

@@ -24,17 +24,16 @@ AUTO_TARGET_RECALL = 0.965
 
 # Users sampled, before the choice, to measure the share of the items that exact
 # search scores. Its norm bound stops each user early, and how early depends on
-# the data: about 4 % of the items on uniform and on matrix-factorisation
-# vectors, all of them when no score is positive.
+# the data, so the share is measured rather than assumed.
 EXACT_SAMPLE = 256
 
 # Costs that decide between exact search and a tree index, in nanoseconds on the
 # machine of BENCHMARKS.md, measured by benchmarks/exact_crossover.py. Only their
 # ratios matter, and those move less between machines than the times.
 # Exact search, per user and item scored, plus per user, item scored and dimension.
-# An upper envelope, not a fit: uniform vectors cost 2.9 to 3.8 ns per item
-# scored at 16 to 64 dimensions, the Gowalla factors about 9 ns at 64, because
-# more of the items they score enter the top-k heaps.
+# An upper envelope, not a fit: exact_crossover.py measured 2.9 to 4.3 ns per
+# item scored on uniform vectors at 16 to 64 dimensions. The envelope leaves room
+# for data where more of the items scored enter the top-k heaps.
 EXACT_NS_PER_ITEM = 3.0
 EXACT_NS_PER_ITEM_DIM = 0.09
 # The build, per tree and item, plus per tree, item and dimension:

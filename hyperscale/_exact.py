@@ -95,7 +95,7 @@ class ExactItems:
 def prefers_exact(exact, users, n_users, k, n_trees, search_k):
     """Return (whether exact search costs less than the trees recommend() would build, those trees, share).
 
-    Only a call that gives neither ``n_trees`` nor ``search_k`` is switched; for
+    Only a call that gives neither ``n_trees`` nor ``search_k`` is switched. For
     any other the result is (False, None, None). ``users`` contains the rows to
     sample, all or some of the call's ``n_users``. ``share`` is the share of the
     items exact search scored on the sample, or None when the users are too

@@ -128,9 +128,9 @@ def check_bound_factor(value, metric, search_k):
         raise TypeError(f"bound_factor must be a number in (0, 1] or None, got {value!r}")
     value = float(value)
     if not 0 < value <= 1:
-        raise ValueError(f"bound_factor must be in (0, 1], got {value}; 1 is exact, smaller is faster")
+        raise ValueError(f"bound_factor must be in (0, 1], got {value}. Pass 1 for exact search, or less for a faster one")
     if metric != "dot":
-        raise ValueError(f"bound_factor applies to metric 'dot' only, and this index uses {metric!r}; pass search_k")
+        raise ValueError(f"bound_factor applies to metric 'dot' only, and this index uses {metric!r}. Pass search_k instead")
     if search_k is not None:
         raise ValueError(f"pass search_k ({search_k}) or bound_factor ({value}), not both: they choose different searches")
     return value
