@@ -44,25 +44,39 @@ Early stop
 ----------
 Every ``CHECK_EVERY`` positions, the queries whose bound has fallen below their
 threshold leave the tile, and the remaining ones are packed to the front, so the
-SIMD loops stop paying for them. With items sorted by decreasing norm, most
-queries of matrix-factorisation data stop within the first few percent.
+SIMD loops stop paying for them. The positions run in spans of doubling length,
+and after each span the queries still running from all tiles form new full tiles.
+Each query's heap and threshold live in arrays shared by all spans.
 """
 
 import numba
 import numpy as np
 
 from ._kernels import FASTMATH, _top_offer, _write_sorted
+from ._parallel import run_parallel
 
 # Items scored per pass. _accumulate_4x4 is written for this many.
 ITEM_BLOCK = 4
-# Largest query tile: 256 queries of 64 coordinates take 64 KB, which stays in a
-# core's L2 cache (512 KB on the machine of BENCHMARKS.md).
-MAX_TILE = 256
+# Largest query tile, in queries and in bytes: 512 queries of 64 coordinates take
+# 128 KB, which stays in a core's L2 cache (512 KB on the machine of
+# BENCHMARKS.md). On the Gowalla factors (64 dimensions), tiles of 512 gave 10 %
+# more queries per second than tiles of 256, and 22 % more than tiles of 1,024.
+MAX_TILE = 512
+MAX_TILE_BYTES = 128 << 10
 # Positions visited between two checks of the early stop. Each check costs a
 # pass over the tile's thresholds, small next to scoring this many items.
 CHECK_EVERY = 64
 # Lanes of one AVX2 register of float32: the packed tile keeps a multiple of it.
 LANES = 8
+# Positions every query scores before the first regrouping of the tiles; the
+# later spans double. A multiple of CHECK_EVERY, so spans end at checks.
+FIRST_SPAN = 128
+
+
+def tile_size(dim):
+    """Return the largest query tile for ``dim`` coordinates: a multiple of LANES within MAX_TILE_BYTES."""
+    fit = MAX_TILE_BYTES // (4 * max(dim, 1)) // LANES * LANES
+    return int(min(MAX_TILE, max(LANES, fit)))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -148,7 +162,6 @@ def _pack(tile, keep, n_keep, width):
             row[j] = 0.0
 
 
-@numba.njit(parallel=True, cache=True)
 def exact_search(
     queries, query_norms, vectors, order, bounds, bias, exclude_indptr, exclude_indices, tile_size,
     out_ids, out_keys, out_visited,
@@ -157,68 +170,115 @@ def exact_search(
 
     ``k`` is ``out_ids.shape[1]``. Slots past the last eligible item get (-1, +inf).
     ``out_visited`` gets the positions of ``order`` each query scored, counted in
-    whole checks. Each query's result depends only on that query, not on the
-    tile or the thread count: the heap settles ties by id, and a query stops
-    only when no later item can reach its threshold.
+    whole checks. ``tile_size`` caps the queries of one parallel task. Each
+    query's result depends only on that query, not on the tiles or the thread
+    count: the heap settles ties by id, and a query stops only when no later item
+    can reach its threshold.
+
+    The positions run in spans: the first FIRST_SPAN, then spans that double.
+    After each span the queries still running are gathered into full tiles
+    again. Within one tile, queries stop at very different positions. Without
+    the regrouping, the last queries of each tile would run in narrow tiles. A
+    tile of 8 queries took 11 times as long per query and item as one of 256 in
+    a micro-benchmark, because each item costs about the same whatever the width.
     """
-    n_queries = queries.shape[0]
-    n_tiles = (n_queries + tile_size - 1) // tile_size
+    n_queries, k = out_ids.shape
+    n_order = order.shape[0]
+    out_visited[:] = n_order
+    if n_queries == 0 or k == 0:
+        return
+    top_keys = np.empty((n_queries, k), dtype=np.float32)
+    top_ids = np.empty((n_queries, k), dtype=np.int32)
+    n_top = np.zeros(n_queries, dtype=np.int64)
+    thresholds = np.full(n_queries, -np.inf, dtype=np.float32)
+    active = np.arange(n_queries, dtype=np.int64)
+    n_threads = numba.get_num_threads()
+    low = 0
+    while active.shape[0] and low < n_order:
+        high = min(max(2 * low, FIRST_SPAN), n_order)
+        # One tile per thread when few queries remain, so that every thread works.
+        per_thread = -(-active.shape[0] // n_threads)
+        tile = min(tile_size, max(LANES, -(-per_thread // LANES) * LANES))
+        run_parallel(
+            search_span, queries, query_norms, vectors, order, bounds, bias, exclude_indptr, exclude_indices,
+            active, low, high, tile, top_keys, top_ids, n_top, thresholds, out_visited,
+        )
+        active = active[out_visited[active] == n_order]
+        low = high
+    run_parallel(write_results, top_keys, top_ids, n_top, out_ids, out_keys)
+
+
+@numba.njit(parallel=True, cache=True)
+def search_span(
+    queries, query_norms, vectors, order, bounds, bias, exclude_indptr, exclude_indices,
+    active, low, high, tile_size, top_keys, top_ids, n_top, thresholds, out_visited,
+):
+    """Score the positions ``low`` to ``high`` of ``order`` for the queries ``active``, in tiles.
+
+    Each query's heap (``top_keys``, ``top_ids``, ``n_top``) and threshold carry
+    over from one span to the next. A query that stops gets its stop position in
+    ``out_visited``; the others keep ``order.shape[0]`` there.
+    """
+    n_active = active.shape[0]
+    n_tiles = (n_active + tile_size - 1) // tile_size
     # The loop body is a function of its own: Numba's parallel passes then see a
     # short loop, which keeps the first compilation shorter.
     for tile_index in numba.prange(n_tiles):
         first = tile_index * tile_size
         _search_tile(
             queries, query_norms, vectors, order, bounds, bias, exclude_indptr, exclude_indices,
-            first, min(tile_size, n_queries - first), tile_size, out_ids, out_keys, out_visited,
+            active[first : first + min(tile_size, n_active - first)], low, high,
+            top_keys, top_ids, n_top, thresholds, out_visited,
         )
 
 
 @numba.njit(cache=True, nogil=True)
 def _search_tile(
     queries, query_norms, vectors, order, bounds, bias, exclude_indptr, exclude_indices,
-    first, n_tile, tile_size, out_ids, out_keys, out_visited,
+    members, low, high, top_keys, top_ids, n_top, thresholds, out_visited,
 ):
-    """Search the queries ``first`` to ``first + n_tile``, as one tile."""
-    k = out_ids.shape[1]
+    """Search the queries ``members`` over the positions ``low`` to ``high``, as one tile."""
+    k = top_keys.shape[1]
     dim = queries.shape[1]
-    n_order = order.shape[0]
-    width = min(tile_size, -(-n_tile // LANES) * LANES)
+    n_tile = members.shape[0]
+    width = -(-n_tile // LANES) * LANES
     # Padding queries are zero: their scores are computed and never read.
-    tile = np.empty((dim, tile_size), np.float32)
+    tile = np.empty((dim, width), np.float32)
     for d in range(dim):
-        for q in range(tile_size):
-            tile[d, q] = queries[first + q, d] if q < n_tile else 0.0
-    # lane_query maps a lane of the packed tile to its query in the tile.
-    lane_query = np.empty(tile_size, np.int64)
-    lane_norm = np.empty(tile_size, np.float32)
-    thresholds = np.empty(tile_size, np.float32)
-    for lane in range(tile_size):
-        lane_query[lane] = lane
-        lane_norm[lane] = query_norms[first + lane] if lane < n_tile else 0.0
-        # An infinite threshold keeps the padding out of the count, which would
-        # otherwise send every item of a partial tile to the scalar loop.
-        thresholds[lane] = -np.inf if lane < n_tile else np.inf
+        for q in range(width):
+            tile[d, q] = queries[members[q], d] if q < n_tile else 0.0
+    # lane_query maps a lane of the packed tile to its query.
+    lane_query = np.empty(width, np.int64)
+    lane_norm = np.empty(width, np.float32)
+    lane_threshold = np.empty(width, np.float32)
+    for lane in range(width):
+        if lane < n_tile:
+            query = members[lane]
+            lane_query[lane] = query
+            lane_norm[lane] = query_norms[query]
+            lane_threshold[lane] = thresholds[query]
+        else:
+            lane_query[lane] = -1
+            lane_norm[lane] = 0.0
+            # An infinite threshold keeps the padding out of the count, which
+            # would otherwise send every item of a partial tile to the scalar loop.
+            lane_threshold[lane] = np.inf
     n_active = n_tile
-    keep = np.empty(tile_size, np.int64)
-    scores = np.empty((ITEM_BLOCK, tile_size), np.float32)
-    top_keys = np.empty((tile_size, k), np.float32)
-    top_ids = np.empty((tile_size, k), np.int32)
-    n_top = np.empty(tile_size, np.int64)
+    keep = np.empty(width, np.int64)
+    scores = np.empty((ITEM_BLOCK, width), np.float32)
     rows = np.empty(ITEM_BLOCK, np.int64)
-    for q in range(n_tile):
-        n_top[q] = 0
-        out_visited[first + q] = n_order
-    for start in range(0, n_order, ITEM_BLOCK):
+    for start in range(low, high, ITEM_BLOCK):
         if start > 0 and start % CHECK_EVERY == 0:
             n_keep = 0
             for lane in range(n_active):
                 # Written as "not below" so that a NaN product keeps the lane.
-                if not lane_norm[lane] * bounds[start] < thresholds[lane]:
+                if not lane_norm[lane] * bounds[start] < lane_threshold[lane]:
                     keep[n_keep] = lane
                     n_keep += 1
                 else:
-                    out_visited[first + lane_query[lane]] = start
+                    out_visited[lane_query[lane]] = start
             if n_keep == 0:
+                n_active = 0
                 break
             if n_keep < n_active:
                 width = -(-n_keep // LANES) * LANES
@@ -226,14 +286,14 @@ def _search_tile(
                 for j in range(n_keep):
                     lane_query[j] = lane_query[keep[j]]
                     lane_norm[j] = lane_norm[keep[j]]
-                    thresholds[j] = thresholds[keep[j]]
+                    lane_threshold[j] = lane_threshold[keep[j]]
                 for lane in range(n_keep, width):
-                    thresholds[lane] = np.inf
+                    lane_threshold[lane] = np.inf
                 n_active = n_keep
-        n_valid = min(ITEM_BLOCK, n_order - start)
+        n_valid = min(ITEM_BLOCK, high - start)
         # Past the end, the last item is scored again and never read.
         for r in range(ITEM_BLOCK):
-            rows[r] = order[min(start + r, n_order - 1)]
+            rows[r] = order[min(start + r, high - 1)]
         _fill_bias(scores, bias, rows, n_valid, width)
         d = 0
         while d + 4 <= dim:
@@ -244,18 +304,24 @@ def _search_tile(
             d += 1
         for r in range(n_valid):
             row = scores[r]
-            if _count_reaching(row, thresholds, width) == 0:
+            if _count_reaching(row, lane_threshold, width) == 0:
                 continue
             item = np.int32(rows[r])
             for lane in range(n_active):
-                if row[lane] < thresholds[lane]:
+                if row[lane] < lane_threshold[lane]:
                     continue
-                q = lane_query[lane]
-                query = first + q
+                query = lane_query[lane]
                 if _is_excluded(exclude_indices, exclude_indptr[query], exclude_indptr[query + 1], item):
                     continue
-                n_top[q] = _top_offer(top_keys[q], top_ids[q], n_top[q], -row[lane], item)
-                if n_top[q] == k:
-                    thresholds[lane] = -top_keys[q, 0]
-    for q in range(n_tile):
-        _write_sorted(top_keys[q], top_ids[q], n_top[q], out_ids[first + q], out_keys[first + q])
+                n_top[query] = _top_offer(top_keys[query], top_ids[query], n_top[query], -row[lane], item)
+                if n_top[query] == k:
+                    lane_threshold[lane] = -top_keys[query, 0]
+    for lane in range(n_active):
+        thresholds[lane_query[lane]] = lane_threshold[lane]
+
+
+@numba.njit(parallel=True, cache=True)
+def write_results(top_keys, top_ids, n_top, out_ids, out_keys):
+    """Write each query's heap best first, padded with (-1, +inf)."""
+    for query in numba.prange(top_keys.shape[0]):
+        _write_sorted(top_keys[query], top_ids[query], n_top[query], out_ids[query], out_keys[query])

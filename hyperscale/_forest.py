@@ -1,12 +1,12 @@
 """Build and search a flat random-projection forest with the kernels of ``_kernels``."""
 
-import threading
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 
 from . import _kernels
+from ._parallel import run_parallel
 
 # Deeper nodes become leaves whatever their size. Splits shrink a node by at least
 # 1 % (two-means) or halve it (random split), so only very large or very
@@ -16,25 +16,6 @@ MAX_DEPTH = 200
 # Queries per kernel call: large enough to keep every core busy, small enough for
 # the progress bar to move.
 QUERY_BATCH = 4096
-
-
-# Numba's "workqueue" threading layer, its fallback when neither TBB nor OpenMP is
-# available, aborts the process when two Python threads run parallel kernels at
-# once. The "omp" and "tbb" layers allow it, so the lock is taken only for the
-# workqueue layer, and for the first call, before the layer is known.
-_WORKQUEUE_LOCK = threading.Lock()
-
-
-def _run_parallel(kernel, *args):
-    try:
-        thread_safe = numba.threading_layer() != "workqueue"
-    except ValueError:
-        thread_safe = False
-    if thread_safe:
-        kernel(*args)
-    else:
-        with _WORKQUEUE_LOCK:
-            kernel(*args)
 
 
 @dataclass
@@ -141,7 +122,7 @@ def build_forest(data, item_ids, tree_seeds, leaf_size, through_origin, progress
         hyperplanes = np.empty((new_splits, tree_dim), dtype=np.float32)
         offsets = np.empty(new_splits, dtype=np.float32)
         n_negative = np.empty(new_splits, dtype=np.int64)
-        _run_parallel(
+        run_parallel(
             _kernels.split_level,
             data,
             leaf_indices,
@@ -155,7 +136,7 @@ def build_forest(data, item_ids, tree_seeds, leaf_size, through_origin, progress
         )
         unbalanced = np.flatnonzero(n_negative < 0)
         if len(unbalanced):
-            _run_parallel(
+            run_parallel(
                 _kernels.median_split_level,
                 data,
                 leaf_indices,
@@ -230,7 +211,7 @@ def search_forest(
     for low in range(0, n_queries, QUERY_BATCH):
         high = min(low + QUERY_BATCH, n_queries)
         n_chunks = min(high - low, 4 * n_threads)
-        _run_parallel(
+        run_parallel(
             _kernels.search_batch,
             tree_queries[low:high],
             rank_queries[low:high],

@@ -4,7 +4,8 @@ import numba
 import numpy as np
 
 from . import _graph_kernels
-from ._forest import QUERY_BATCH, _run_parallel
+from ._forest import QUERY_BATCH
+from ._parallel import run_parallel
 
 # Neighbour descent stops when a round changes fewer than this share of all edges.
 _CONVERGENCE = 0.001
@@ -39,7 +40,7 @@ def build_knn_graph(forest, vectors, metric, degree, seed, n_init_trees=None, pr
     leaves, tree_starts = leaves_by_tree(forest)
     n_init = forest.n_trees if n_init_trees is None else min(n_init_trees, forest.n_trees)
     for tree in range(n_init):
-        _run_parallel(
+        run_parallel(
             _graph_kernels.join_leaves,
             vectors,
             metric,
@@ -69,7 +70,7 @@ def build_knn_graph(forest, vectors, metric, degree, seed, n_init_trees=None, pr
         sources = np.empty(n * degree, dtype=np.int32)
         source_new = np.empty(n * degree, dtype=np.uint8)
         _graph_kernels.reverse_edges(graph_ids, graph_new, indptr, sources, source_new)
-        _run_parallel(
+        run_parallel(
             _graph_kernels.sample_candidates,
             graph_ids,
             graph_new,
@@ -82,7 +83,7 @@ def build_knn_graph(forest, vectors, metric, degree, seed, n_init_trees=None, pr
             old_ids,
             old_priorities,
         )
-        _run_parallel(_graph_kernels.retire_sampled, graph_ids, graph_new, new_ids)
+        run_parallel(_graph_kernels.retire_sampled, graph_ids, graph_new, new_ids)
 
         changes = np.zeros(n_blocks, dtype=np.int64)
         rows = min(batch, n)
@@ -93,7 +94,7 @@ def build_knn_graph(forest, vectors, metric, degree, seed, n_init_trees=None, pr
         for low in range(0, n, batch):
             high = min(low + batch, n)
             used = high - low
-            _run_parallel(
+            run_parallel(
                 _graph_kernels.local_join,
                 vectors,
                 metric,
@@ -107,7 +108,7 @@ def build_knn_graph(forest, vectors, metric, degree, seed, n_init_trees=None, pr
                 update_keys,
                 counts,
             )
-            _run_parallel(
+            run_parallel(
                 _graph_kernels.apply_updates,
                 update_a[:used],
                 update_b[:used],
@@ -133,7 +134,7 @@ def sorted_neighbors(graph_ids, graph_keys, k):
     n = graph_ids.shape[0]
     out_ids = np.empty((n, k), dtype=np.int32)
     out_keys = np.empty((n, k), dtype=np.float32)
-    _run_parallel(_graph_kernels.sorted_rows, graph_ids, graph_keys, out_ids, out_keys)
+    run_parallel(_graph_kernels.sorted_rows, graph_ids, graph_keys, out_ids, out_keys)
     return out_ids, out_keys
 
 
@@ -153,7 +154,7 @@ def navigable_graph(forest, vectors, metric, degree, seed, n_init_trees=None, pr
     source_new = np.empty(n * degree, dtype=np.uint8)
     _graph_kernels.reverse_edges(forward, np.zeros_like(forward, dtype=np.uint8), indptr, sources, source_new)
     adjacency = np.empty((n, 2 * degree), dtype=np.int32)
-    _run_parallel(_graph_kernels.add_reverse_neighbors, vectors, metric, forward, indptr, sources, adjacency)
+    run_parallel(_graph_kernels.add_reverse_neighbors, vectors, metric, forward, indptr, sources, adjacency)
     return adjacency
 
 
@@ -173,7 +174,7 @@ def search_graph(
     n_threads = numba.get_num_threads()
     for low in range(0, n_queries, QUERY_BATCH):
         high = min(low + QUERY_BATCH, n_queries)
-        _run_parallel(
+        run_parallel(
             _graph_kernels.graph_search_batch,
             tree_queries[low:high],
             rank_queries[low:high],

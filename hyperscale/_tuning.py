@@ -3,7 +3,7 @@
 import numba
 import numpy as np
 
-from . import _exact_kernels, _filters, _forest, _transform
+from . import _exact_kernels, _filters, _transform
 
 
 def exact_top_k(
@@ -51,13 +51,13 @@ def exact_top_k(
     keys = np.empty((queries.shape[0], k), dtype=np.float32)
     if visited is None:
         visited = np.empty(queries.shape[0], dtype=np.int64)
-    tile = _tile_size(queries.shape[0])
-    # Several tiles per thread and call keep every thread busy between bar updates.
-    batch = 4 * tile * numba.get_num_threads()
+    # Several tiles per thread and call keep every thread busy between bar updates,
+    # and leave enough queries running in the late spans to fill whole tiles.
+    tile = _exact_kernels.tile_size(vectors.shape[1])
+    batch = 8 * tile * numba.get_num_threads()
     for low in range(0, queries.shape[0], batch):
         high = min(low + batch, queries.shape[0])
-        _forest._run_parallel(
-            _exact_kernels.exact_search,
+        _exact_kernels.exact_search(
             queries[low:high],
             query_norms[low:high],
             vectors,
@@ -107,15 +107,6 @@ def _norm_bounds(rows):
     norms = np.sqrt(np.einsum("ij,ij->i", rows, rows, dtype=np.float64))
     norms *= 1.0 + (dim + 8) * 2.0**-23
     return np.nextafter(norms.astype(np.float32), np.float32(np.inf))
-
-
-def _tile_size(n_queries):
-    """Return the queries per parallel task: one task per thread, up to MAX_TILE.
-
-    The size is a multiple of 8, the float32 lanes of one AVX2 register.
-    """
-    per_thread = -(-n_queries // numba.get_num_threads())
-    return int(min(_exact_kernels.MAX_TILE, max(8, -(-per_thread // 8) * 8)))
 
 
 def _sorted_rows(exclusions, n_queries):

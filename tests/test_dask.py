@@ -343,7 +343,7 @@ def test_workers_load_kernels_from_cache(client, vectors, options, kernel):
 
     def kernel_stats():
         # Looked up on the worker: a pickled dispatcher would arrive with fresh stats.
-        stats = (_exact_kernels.exact_search if kernel == "exact" else _kernels.search_batch).stats
+        stats = (_exact_kernels.search_span if kernel == "exact" else _kernels.search_batch).stats
         return sum(stats.cache_hits.values()), sum(stats.cache_misses.values())
 
     for hits, misses in client.run(kernel_stats).values():
