@@ -33,6 +33,8 @@ import numba
 import numpy as np
 
 from ._kernels import (
+    FASTMATH,
+    METRIC_EUCLIDEAN,
     _queue_pop,
     _queue_push,
     _rank_key,
@@ -118,6 +120,52 @@ def _offer_candidate(priorities, ids, row, priority, item):
 # ---------------------------------------------------------------------------
 
 
+# Vertices per parallel task of the local join, which share one scratch block.
+JOIN_CHUNK = 256
+# Fewest columns of a candidate block. In the exact kernel, loops over fewer than
+# 32 float32 ran several times slower per element than loops over 256.
+BLOCK_COLUMNS = 32
+
+
+@numba.njit(cache=True, nogil=True)
+def _block_width(n_members):
+    """Return the columns of a block for ``n_members`` vectors: a multiple of 8, at least BLOCK_COLUMNS."""
+    return max(BLOCK_COLUMNS, -(-n_members // 8) * 8)
+
+
+@numba.njit(cache=True, nogil=True)
+def _gather_block(vectors, members, n_members, block):
+    """Copy the vectors ``members[:n_members]`` into the columns of ``block`` (dim, width), zeros after them."""
+    for d in range(block.shape[0]):
+        row = block[d]
+        for j in range(n_members):
+            row[j] = vectors[members[j], d]
+        for j in range(n_members, block.shape[1]):
+            row[j] = 0.0
+
+
+@numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _block_keys(metric, block, column, keys):
+    """Write the ranking keys between column ``column`` of ``block`` and every column of it to ``keys``.
+
+    The keys are those of ``_kernels._rank_key``, computed with the columns as
+    the vectorized loop, and may differ from it in the last bits.
+    """
+    width = block.shape[1]
+    for j in range(width):
+        keys[j] = 0.0
+    for d in range(block.shape[0]):
+        row = block[d]
+        value = row[column]
+        if metric == METRIC_EUCLIDEAN:
+            for j in range(width):
+                diff = value - row[j]
+                keys[j] += diff * diff
+        else:
+            for j in range(width):
+                keys[j] -= value * row[j]
+
+
 @numba.njit(parallel=True, cache=True, nogil=True)
 def join_leaves(vectors, metric, leaves, leaf_bounds, leaf_indices, graph_ids, graph_keys, graph_new):
     """Offer every pair of points that share one of ``leaves`` to each other's rows.
@@ -128,14 +176,19 @@ def join_leaves(vectors, metric, leaves, leaf_bounds, leaf_indices, graph_ids, g
     for position in numba.prange(leaves.shape[0]):
         leaf = leaves[position]
         start = leaf_bounds[leaf, 0]
-        end = leaf_bounds[leaf, 1]
-        for s in range(start, end):
-            a = leaf_indices[s]
-            for t in range(s + 1, end):
-                b = leaf_indices[t]
-                key = _rank_key(metric, vectors[a], vectors[b])
-                _offer_neighbor(graph_keys[a], graph_ids[a], graph_new[a], key, b)
-                _offer_neighbor(graph_keys[b], graph_ids[b], graph_new[b], key, a)
+        size = leaf_bounds[leaf, 1] - start
+        width = _block_width(size)
+        members = leaf_indices[start : start + size]
+        block = np.empty((vectors.shape[1], width), np.float32)
+        keys = np.empty(width, np.float32)
+        _gather_block(vectors, members, size, block)
+        for s in range(size):
+            a = members[s]
+            _block_keys(metric, block, s, keys)
+            for t in range(s + 1, size):
+                b = members[t]
+                _offer_neighbor(graph_keys[a], graph_ids[a], graph_new[a], keys[t], b)
+                _offer_neighbor(graph_keys[b], graph_ids[b], graph_new[b], keys[t], a)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -222,27 +275,47 @@ def local_join(vectors, metric, graph_keys, new_ids, old_ids, low, high, update_
     Vertex ``u`` writes its updates to row ``u - low`` of the update arrays. Pairs
     of two old candidates are skipped: they met in an earlier round. The graph is
     only read here, so the updates do not depend on the order of the vertices.
+    Each vertex copies its candidates into one block, and each new candidate
+    is scored against the whole block in one vectorized pass.
     """
     n_new = new_ids.shape[1]
     n_old = old_ids.shape[1]
-    for u in numba.prange(low, high):
-        row = u - low
-        count = 0
-        for i in range(n_new):
-            a = new_ids[u, i]
-            if a < 0:
-                continue
-            for j in range(i + 1, n_new + n_old):
-                b = new_ids[u, j] if j < n_new else old_ids[u, j - n_new]
-                if b < 0 or b == a:
-                    continue
-                key = _rank_key(metric, vectors[a], vectors[b])
-                if key < graph_keys[a, 0] or key < graph_keys[b, 0]:
-                    update_a[row, count] = a
-                    update_b[row, count] = b
-                    update_keys[row, count] = key
-                    count += 1
-        counts[row] = count
+    width = _block_width(n_new + n_old)
+    n_chunks = -(-(high - low) // JOIN_CHUNK)
+    for chunk in numba.prange(n_chunks):
+        members = np.empty(n_new + n_old, np.int32)
+        block = np.empty((vectors.shape[1], width), np.float32)
+        keys = np.empty(width, np.float32)
+        for u in range(low + chunk * JOIN_CHUNK, min(low + (chunk + 1) * JOIN_CHUNK, high)):
+            row = u - low
+            # New candidates first, then old ones, each list without its empty slots.
+            n_fresh = 0
+            for i in range(n_new):
+                if new_ids[u, i] >= 0:
+                    members[n_fresh] = new_ids[u, i]
+                    n_fresh += 1
+            n_members = n_fresh
+            for i in range(n_old):
+                if old_ids[u, i] >= 0:
+                    members[n_members] = old_ids[u, i]
+                    n_members += 1
+            count = 0
+            if n_fresh > 0:
+                _gather_block(vectors, members, n_members, block)
+            for i in range(n_fresh):
+                a = members[i]
+                _block_keys(metric, block, i, keys)
+                for j in range(i + 1, n_members):
+                    b = members[j]
+                    if b == a:
+                        continue
+                    key = keys[j]
+                    if key < graph_keys[a, 0] or key < graph_keys[b, 0]:
+                        update_a[row, count] = a
+                        update_b[row, count] = b
+                        update_keys[row, count] = key
+                        count += 1
+            counts[row] = count
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)

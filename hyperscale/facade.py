@@ -4,7 +4,7 @@ import numpy as np
 
 from . import _dask, _defaults, _exact, _filters, _transform, _validation
 from ._log import log_step
-from .index import GRAPH_INIT_TREES, GRAPH_MIN_VECTORS, METRICS, VectorIndex, log_choice
+from .index import GRAPH_INIT_TREES, GRAPH_LEAF_SIZE, GRAPH_MIN_VECTORS, METRICS, VectorIndex, log_choice
 
 
 class hyperscale:  # noqa: N801  (the lower-case name is the public API users start from)
@@ -36,11 +36,12 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
         self.verbose = verbose
         self.leaf_size = _validation.check_optional_positive(leaf_size, "leaf_size")
 
-    def _new_index(self, metric, n_trees, graph=False):
+    def _new_index(self, metric, n_trees, graph=False, leaf_size=None):
+        """Return an unbuilt index. The ``leaf_size`` given to the constructor wins over the one given here."""
         return VectorIndex(
             metric=metric,
             n_trees=n_trees,
-            leaf_size=self.leaf_size,
+            leaf_size=self.leaf_size if self.leaf_size is not None else leaf_size,
             random_state=self.random_state,
             show_progress=self.show_progress,
             verbose=self.verbose,
@@ -307,13 +308,15 @@ class hyperscale:  # noqa: N801  (the lower-case name is the public API users st
             and items is None
             and exclude_items is None
         )
+        leaf_size = None
         if graph_call and n_trees is None and metric in ("euclidean", "angular"):
             # The graph starts from the leaves of GRAPH_INIT_TREES trees, so more
             # trees would only lengthen the build. Below GRAPH_MIN_VECTORS the trees
             # are searched, and the default number of trees is kept.
             if matrix.shape[0] >= GRAPH_MIN_VECTORS:
                 n_trees = GRAPH_INIT_TREES
-        index = self._new_index(metric, n_trees).build(matrix)
+                leaf_size = GRAPH_LEAF_SIZE
+        index = self._new_index(metric, n_trees, leaf_size=leaf_size).build(matrix)
         if target_recall is not None and search_k is None:
             # ``exclude`` has one row per queried vector, and tuning samples rows
             # of the whole matrix, so it applies only when every row is queried.

@@ -43,6 +43,10 @@ GRAPH_MIN_VECTORS = 20_000
 # 0.96, 20 gave 0.99.
 GRAPH_INIT_TREES = 8
 GRAPH_EXTRA_DEGREE = 6
+# find_similar_vectors builds those trees with leaves of up to GRAPH_LEAF_SIZE
+# vectors. On the same data, leaves of 64 built the graph about 5 % faster than
+# leaves of 32 (median of 4 runs), with recall@10 0.965 against 0.964.
+GRAPH_LEAF_SIZE = 64
 
 # With ``graph=True``: each vertex links to its GRAPH_DEGREE nearest neighbours and
 # to up to GRAPH_DEGREE of the vertices that list it. A query scores

@@ -10,7 +10,7 @@ import pytest
 from conftest import exact_top_k_dot, exact_top_k_euclidean, recall
 
 from hyperscale import VectorIndex, hyperscale
-from hyperscale import _graph, _kernels
+from hyperscale import _graph, _graph_kernels, _kernels
 from hyperscale.index import GRAPH_MIN_VECTORS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -102,6 +102,28 @@ def test_graph_rows_distinct_sorted():
     assert recall(best[:, :10], exact_without_self(items, 10, "euclidean")) >= 0.95
     again = _graph.build_knn_graph(index._forest, index._vectors, _kernels.METRIC_EUCLIDEAN, 12, seed=9)
     assert (again[0] == ids).all()
+
+
+@pytest.mark.parametrize("metric", [_kernels.METRIC_EUCLIDEAN, _kernels.METRIC_ANGULAR])
+@pytest.mark.parametrize("n_members", [5, 37])
+def test_block_keys_match_float64(metric, n_members):
+    # 37 members make a block of 40 columns, wider than BLOCK_COLUMNS and not a multiple of 32.
+    rng = np.random.default_rng(21)
+    vectors = rng.normal(size=(200, 13)).astype(np.float32)
+    members = rng.choice(200, n_members, replace=False).astype(np.int64)
+    width = _graph_kernels._block_width(n_members)
+    block = np.full((13, width), np.nan, dtype=np.float32)
+    _graph_kernels._gather_block(vectors, members, n_members, block)
+    rows = vectors[members].astype(np.float64)
+    for column in (0, n_members - 1):
+        keys = np.empty(width, dtype=np.float32)
+        _graph_kernels._block_keys(metric, block, column, keys)
+        if metric == _kernels.METRIC_EUCLIDEAN:
+            expected = ((rows - rows[column]) ** 2).sum(axis=1)
+        else:
+            expected = -(rows @ rows[column])
+        np.testing.assert_allclose(keys[:n_members], expected, rtol=1e-5, atol=1e-5)
+        assert np.isfinite(keys).all()
 
 
 GRAPH_SCRIPT = f"""
