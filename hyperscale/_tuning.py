@@ -143,17 +143,11 @@ def mean_recall(found, truth):
     return count_common_ids(found[answered], truth[answered]) / (int(answered.sum()) * truth.shape[1])
 
 
-def choose_search_k(
-    index, queries, target_recall, k, sample, random_state, exclusions=None, allowed=None, max_search_k=None
-):
-    """Return (smallest search_k reaching the target on a sample, its recall, sample size).
+def _sample_with_truth(index, queries, target_recall, k, sample, random_state, exclusions, allowed):
+    """Check the tuning arguments, draw the sample of queries and find its exact top k.
 
-    Doubles search_k from k until the sample's recall reaches the target, then
-    bisects down to within 10 %. Reaching the number of indexed vectors makes every
-    query exact, so the loop always ends. It also ends at ``max_search_k``, with
-    a recall below the target. ``exclusions`` (a CSR pair with one row per query)
-    and ``allowed`` (an item mask) apply to the sample as they will to the
-    queries, because filters change which items a search must find.
+    Return (sample queries, their exclusion lists or None, the item mask or None,
+    the exact ids, the sample size).
     """
     if not (isinstance(target_recall, (int, float)) and 0 < target_recall <= 1):
         raise ValueError(f"target_recall must be a number in (0, 1], got {target_recall!r}")
@@ -177,16 +171,41 @@ def choose_search_k(
     truth = exact_top_k(
         index.metric, index._vectors, index._indexed, sample_queries, k, sample_exclusions, sample_allowed
     )
+    return sample_queries, sample_exclude, sample_allowed, truth, n_sample
+
+
+def _quiet_query(index, queries, **options):
+    """Return the ids of ``index.query`` with its progress bar off."""
+    show_progress = index.show_progress
+    index.show_progress = False
+    try:
+        found, _ = index.query(queries, **options)
+    finally:
+        index.show_progress = show_progress
+    return found
+
+
+def choose_search_k(
+    index, queries, target_recall, k, sample, random_state, exclusions=None, allowed=None, max_search_k=None
+):
+    """Return (smallest search_k reaching the target on a sample, its recall, sample size).
+
+    Doubles search_k from k until the sample's recall reaches the target, then
+    bisects down to within 10 %. Reaching the number of indexed vectors makes every
+    query exact, so the loop always ends. It also ends at ``max_search_k``, with
+    a recall below the target. ``exclusions`` (a CSR pair with one row per query)
+    and ``allowed`` (an item mask) apply to the sample as they will to the
+    queries, because filters change which items a search must find.
+    """
+    sample_queries, sample_exclude, sample_allowed, truth, n_sample = _sample_with_truth(
+        index, queries, target_recall, k, sample, random_state, exclusions, allowed
+    )
+    n_indexed = index.n_indexed
 
     def measure(search_k):
-        show_progress = index.show_progress
-        index.show_progress = False
-        try:
-            found, _ = index.query(
-                sample_queries, k=k, search_k=search_k, exclude=sample_exclude, items=sample_allowed
-            )
-        finally:
-            index.show_progress = show_progress
+        found = _quiet_query(
+            index, sample_queries, k=k, search_k=search_k, exclude=sample_exclude, items=sample_allowed
+        )
         return mean_recall(found, truth)
 
     failing = None
@@ -208,3 +227,34 @@ def choose_search_k(
         else:
             failing = middle
     return search_k, estimate, n_sample
+
+
+def choose_bound_factor(index, queries, target_recall, k, sample, random_state, exclusions=None, allowed=None):
+    """Return (smallest bound_factor, in hundredths, reaching the target on a sample, its recall, sample size).
+
+    A larger factor stops each query at the same position or later in the same
+    visiting order. The result of a longer prefix keeps every true top-k item
+    of the shorter one, so recall never falls as the factor grows, and a
+    bisection over the hundredths finds the smallest factor. At 1 the search is
+    exact, so the target is always reached. Filters apply as in
+    :func:`choose_search_k`.
+    """
+    sample_queries, sample_exclude, sample_allowed, truth, n_sample = _sample_with_truth(
+        index, queries, target_recall, k, sample, random_state, exclusions, allowed
+    )
+
+    def measure(hundredths):
+        found = _quiet_query(
+            index, sample_queries, k=k, bound_factor=hundredths / 100, exclude=sample_exclude, items=sample_allowed
+        )
+        return mean_recall(found, truth)
+
+    failing, passing, estimate = 0, 100, 1.0
+    while passing - failing > 1:
+        middle = (failing + passing) // 2
+        middle_estimate = measure(middle)
+        if middle_estimate >= target_recall:
+            passing, estimate = middle, middle_estimate
+        else:
+            failing = middle
+    return passing / 100, estimate, n_sample

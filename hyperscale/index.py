@@ -430,9 +430,10 @@ class VectorIndex:
             Cauchy-Schwarz inequality and the result is exact. Below 1 the
             queries stop sooner, faster and with lower recall: 0.9 gave recall
             0.92 at several times the speed on the uniform data of
-            BENCHMARKS.md, but on other data it can lose more. Each query
-            scores at least the 64 items of largest norm before its first
-            stop check.
+            BENCHMARKS.md, but on other data it can lose more:
+            :meth:`tune_bound_factor` picks the factor for a target recall.
+            Each query scores at least the 64 items of largest norm before
+            its first stop check.
 
         Returns
         -------
@@ -587,8 +588,48 @@ class VectorIndex:
         log_choice(self.verbose, search_k, k, estimate, n_sample, target_recall)
         return search_k, estimate
 
-    def _tune(self, queries, target_recall, k, sample, random_state, exclude, items, exclude_items, max_search_k):
-        """Run :meth:`tune` without logging and return (search_k, estimate, sample size)."""
+    def tune_bound_factor(
+        self,
+        queries,
+        target_recall=0.95,
+        k=10,
+        sample=_defaults.TUNE_SAMPLE,
+        random_state=0,
+        exclude=None,
+        items=None,
+        exclude_items=None,
+    ):
+        """Choose the smallest ``bound_factor``, in steps of 0.01, whose estimated recall@k reaches ``target_recall``.
+
+        For metric "dot" only. Estimates recall on up to ``sample`` rows of
+        ``queries`` against exact search, logs the choice and the estimate, and
+        returns ``(bound_factor, estimated_recall)``. Pass the factor to
+        :meth:`query`: unlike :meth:`tune`, this method stores nothing. The
+        filters apply as in :meth:`tune`. The estimate comes from a sample, and
+        how much recall a factor costs depends on the data.
+        """
+        if self.metric != "dot":
+            raise ValueError(
+                f"tune_bound_factor applies to metric 'dot' only, and this index uses {self.metric!r}. "
+                "Use tune() to choose search_k instead"
+            )
+        queries, exclusions, allowed = self._tuning_inputs(queries, exclude, items, exclude_items)
+        factor, estimate, n_sample = _tuning.choose_bound_factor(
+            self, queries, target_recall, k, sample, random_state, exclusions, allowed
+        )
+        log_step(
+            self.verbose,
+            "bound_factor=%.2f: estimated recall@%d %.3f on %d sample queries (target %.3f)",
+            factor,
+            k,
+            estimate,
+            n_sample,
+            target_recall,
+        )
+        return factor, estimate
+
+    def _tuning_inputs(self, queries, exclude, items, exclude_items):
+        """Return the queries as a float32 matrix, the exclusions as CSR or None, and the item mask or None."""
         self._check_built()
         queries = _validation.as_matrix(queries, "queries")
         _validation.check_same_dim(queries.shape[1], self._dim, "queries", "the indexed vectors")
@@ -598,6 +639,11 @@ class VectorIndex:
         allowed = None
         if items is not None or exclude_items is not None:
             allowed = _filters.eligible_mask(self._indexed, items, exclude_items)
+        return queries, exclusions, allowed
+
+    def _tune(self, queries, target_recall, k, sample, random_state, exclude, items, exclude_items, max_search_k):
+        """Run :meth:`tune` without logging and return (search_k, estimate, sample size)."""
+        queries, exclusions, allowed = self._tuning_inputs(queries, exclude, items, exclude_items)
         max_search_k = _validation.check_optional_positive(max_search_k, "max_search_k")
         search_k, estimate, n_sample = _tuning.choose_search_k(
             self, queries, target_recall, k, sample, random_state, exclusions, allowed, max_search_k

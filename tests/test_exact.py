@@ -260,6 +260,51 @@ def test_bad_bound_factor_rejected(metric, options, error, match):
         index.query(vectors[:3], k=5, **options)
 
 
+@pytest.mark.parametrize("target", [0.9, 0.99])
+def test_tune_bound_factor_smallest_reaching(target):
+    rng = np.random.default_rng(24)
+    vectors = rng.random((20_000, 16), dtype=np.float32)
+    queries = rng.random((400, 16), dtype=np.float32)
+    index = VectorIndex("dot", n_trees=1, random_state=0, show_progress=False, verbose=False).build(vectors)
+    factor, estimate = index.tune_bound_factor(queries, target_recall=target, k=10, sample=400)
+    truth = reference("dot", queries, vectors, 10, np.ones(20_000, dtype=bool), [])
+
+    def recall(value):
+        found, _ = index.query(queries, k=10, bound_factor=value)
+        return _tuning.mean_recall(found, truth)
+
+    assert 0 < factor < 1
+    assert estimate == recall(factor)
+    assert estimate >= target
+    # The whole sample was used, so one step less must miss the target.
+    assert recall(round(factor - 0.01, 2)) < target
+
+
+def test_tune_bound_factor_with_filters():
+    rng = np.random.default_rng(25)
+    vectors = rng.random((10_000, 16), dtype=np.float32)
+    queries = rng.random((200, 16), dtype=np.float32)
+    index = VectorIndex("dot", n_trees=1, random_state=0, show_progress=False, verbose=False).build(vectors)
+    exclude_items = np.argsort(-np.linalg.norm(vectors, axis=1))[:500]
+    exclude = [rng.choice(10_000, 30, replace=False) for _ in range(200)]
+    factor, estimate = index.tune_bound_factor(
+        queries, target_recall=0.95, k=10, sample=200, exclude=exclude, exclude_items=exclude_items
+    )
+    allowed = np.ones(10_000, dtype=bool)
+    allowed[exclude_items] = False
+    found, _ = index.query(queries, k=10, bound_factor=factor, exclude=exclude, exclude_items=exclude_items)
+    truth = reference("dot", queries, vectors, 10, allowed, exclude)
+    assert estimate == _tuning.mean_recall(found, truth)
+    assert estimate >= 0.95
+
+
+def test_tune_bound_factor_needs_dot():
+    vectors = np.random.default_rng(26).random((200, 8), dtype=np.float32)
+    index = VectorIndex("angular", n_trees=1, random_state=0, show_progress=False, verbose=False).build(vectors)
+    with pytest.raises(ValueError, match="metric 'dot' only"):
+        index.tune_bound_factor(vectors, target_recall=0.9)
+
+
 def test_scored_share_grows_with_k():
     rng = np.random.default_rng(23)
     items = rng.random((20_000, 16), dtype=np.float32)
