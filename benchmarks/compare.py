@@ -129,6 +129,8 @@ BOUND_FACTOR_RECALL_FLOOR = 0.88
 # in all, and its row gives the median time.
 SEARCH_SECONDS = 1.0
 SEARCH_REPEATS = 7
+# Leaf size of the second graph index that compare.py builds for "angular" workloads.
+WALK_LARGE_LEAF = 128
 WORKLOADS = ("W1", "W2", "R1", "W3", "W4")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_DATA = os.environ.get("HYPERSCALE_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -141,7 +143,7 @@ FULL_SWEEP = {
     "ef": (10, 16, 32, 64, 128, 256),
     "epsilon": (0.0, 0.05, 0.1, 0.2, 0.3),
     "graph_n_neighbors": (11, 15, 30),
-    "walk_search_k": (10, 15, 20, 30, 40, 60, 80, 120, 160),
+    "walk_search_k": (10, 15, 20, 30, 40, 60, 80, 120, 160, 240, 320),
     "ef_construction": 200,
 }
 QUICK_SWEEP = {
@@ -581,19 +583,29 @@ def run_hyperscale_recommend(workload):
 
 
 def run_hyperscale_walk(workload, sweep):
-    """Sweep the candidate list of the graph walk on an index built with ``graph=True``."""
+    """Sweep the candidate list of the graph walk on an index built with ``graph=True``.
+
+    Under "angular" a second index with leaves of WALK_LARGE_LEAF vectors runs
+    too: fewer split planes make a smaller index (see BENCHMARKS.md).
+    """
     rng = np.random.default_rng(3)
     warm = VectorIndex(metric=workload.metric, random_state=0, show_progress=False, verbose=False, graph=True)
     warm.build(rng.random((2_000, workload.items.shape[1]), dtype=np.float32))
     warm.query(rng.random((5, workload.items.shape[1]), dtype=np.float32), k=K)
 
-    index = VectorIndex(metric=workload.metric, random_state=0, show_progress=False, verbose=False, graph=True)
-    _, build_seconds = timed(index.build, workload.items)
-    for search_k in sweep["walk_search_k"]:
-        (found, _), seconds = timed_search(index.query, workload.queries, k=K, search_k=search_k)
-        yield Row("hyperscale", f"{workload.metric} graph", f"graph=True, n_trees={index._n_trees_built}",
-                  f"search_k={search_k}", build_seconds, seconds, len(found), recall_at_k(found, workload.truth),
-                  index.nbytes, "index.nbytes", ["walks the neighbour graph from tree seeds"])
+    leaf_sizes = (None, WALK_LARGE_LEAF) if workload.metric == "angular" else (None,)
+    for leaf_size in leaf_sizes:
+        index = VectorIndex(metric=workload.metric, random_state=0, show_progress=False, verbose=False, graph=True,
+                            leaf_size=leaf_size)
+        _, build_seconds = timed(index.build, workload.items)
+        build = f"graph=True, n_trees={index._n_trees_built}"
+        if leaf_size is not None:
+            build += f", leaf_size={leaf_size}"
+        for search_k in sweep["walk_search_k"]:
+            (found, _), seconds = timed_search(index.query, workload.queries, k=K, search_k=search_k)
+            yield Row("hyperscale", f"{workload.metric} graph", build, f"search_k={search_k}", build_seconds,
+                      seconds, len(found), recall_at_k(found, workload.truth), index.nbytes, "index.nbytes",
+                      ["walks the neighbour graph from tree seeds"])
 
 
 def run_hyperscale_graph(workload):

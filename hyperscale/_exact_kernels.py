@@ -205,7 +205,7 @@ def exact_search(
         )
         active = active[out_visited[active] == n_order]
         low = high
-    run_parallel(write_results, top_keys, top_ids, n_top, out_ids, out_keys)
+    write_results(top_keys, top_ids, n_top, out_ids, out_keys)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -320,8 +320,10 @@ def _search_tile(
         thresholds[lane_query[lane]] = lane_threshold[lane]
 
 
-@numba.njit(parallel=True, cache=True)
+# Not parallel: sorting k entries per query is cheap next to the search, and a
+# parallel kernel would add to the first compilation.
+@numba.njit(cache=True, nogil=True)
 def write_results(top_keys, top_ids, n_top, out_ids, out_keys):
     """Write each query's heap best first, padded with (-1, +inf)."""
-    for query in numba.prange(top_keys.shape[0]):
+    for query in range(top_keys.shape[0]):
         _write_sorted(top_keys[query], top_ids[query], n_top[query], out_ids[query], out_keys[query])
