@@ -3,7 +3,7 @@
 import numba
 import numpy as np
 
-from . import _exact_kernels, _filters, _transform
+from . import _exact_kernels, _filters, _transform, _validation
 
 
 def exact_top_k(
@@ -146,16 +146,14 @@ def mean_recall(found, truth):
 def _sample_with_truth(index, queries, target_recall, k, sample, random_state, exclusions, allowed):
     """Check the tuning arguments, draw the sample of queries and find its exact top k.
 
-    Return (sample queries, their exclusion lists or None, the item mask or None,
-    the exact ids, the sample size).
+    Return (k as an int, sample queries, their exclusion lists or None, the item
+    mask or None, the exact ids, the sample size).
     """
     if not (isinstance(target_recall, (int, float)) and 0 < target_recall <= 1):
         raise ValueError(f"target_recall must be a number in (0, 1], got {target_recall!r}")
     if not (isinstance(sample, (int, np.integer)) and sample > 0):
         raise ValueError(f"sample must be a positive integer, got {sample!r}")
-    n_indexed = index.n_indexed
-    if not 0 < k <= n_indexed:
-        raise ValueError(f"k={k} must be between 1 and the number of indexed non-zero vectors ({n_indexed})")
+    k = _validation.check_count(k, "k", index.n_indexed, "the number of indexed vectors")
 
     rng = np.random.default_rng(random_state)
     n_sample = min(int(sample), queries.shape[0])
@@ -171,7 +169,7 @@ def _sample_with_truth(index, queries, target_recall, k, sample, random_state, e
     truth = exact_top_k(
         index.metric, index._vectors, index._indexed, sample_queries, k, sample_exclusions, sample_allowed
     )
-    return sample_queries, sample_exclude, sample_allowed, truth, n_sample
+    return k, sample_queries, sample_exclude, sample_allowed, truth, n_sample
 
 
 def _quiet_query(index, queries, **options):
@@ -197,7 +195,7 @@ def choose_search_k(
     and ``allowed`` (an item mask) apply to the sample as they will to the
     queries, because filters change which items a search must find.
     """
-    sample_queries, sample_exclude, sample_allowed, truth, n_sample = _sample_with_truth(
+    k, sample_queries, sample_exclude, sample_allowed, truth, n_sample = _sample_with_truth(
         index, queries, target_recall, k, sample, random_state, exclusions, allowed
     )
     n_indexed = index.n_indexed
@@ -239,7 +237,7 @@ def choose_bound_factor(index, queries, target_recall, k, sample, random_state, 
     exact, so the target is always reached. Filters apply as in
     :func:`choose_search_k`.
     """
-    sample_queries, sample_exclude, sample_allowed, truth, n_sample = _sample_with_truth(
+    k, sample_queries, sample_exclude, sample_allowed, truth, n_sample = _sample_with_truth(
         index, queries, target_recall, k, sample, random_state, exclusions, allowed
     )
 

@@ -53,7 +53,7 @@ def as_matrix(values, name, copy=True):
         bad = np.flatnonzero(~finite_rows)
         raise ValueError(
             f"{name} contains NaN or infinity in rows {_describe_rows(bad)}; "
-            "remove or impute those rows before indexing"
+            "remove or impute those rows first"
         )
     # By default, keep the copy even for float32 input: the index owns its arrays.
     with np.errstate(over="ignore"):

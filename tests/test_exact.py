@@ -305,6 +305,28 @@ def test_tune_bound_factor_needs_dot():
         index.tune_bound_factor(vectors, target_recall=0.9)
 
 
+@pytest.mark.parametrize(
+    ("k", "error", "match"),
+    [(2.5, TypeError, "k must be an integer, got 2.5"), (201, ValueError, "number of indexed vectors \\(200\\)")],
+)
+def test_tuning_rejects_bad_k(k, error, match):
+    vectors = np.random.default_rng(27).random((200, 8), dtype=np.float32)
+    vectors[:20] = 0
+    index = VectorIndex("dot", n_trees=1, random_state=0, show_progress=False, verbose=False).build(vectors)
+    for tune in (index.tune, index.tune_bound_factor):
+        with pytest.raises(error, match=match):
+            tune(vectors, target_recall=0.9, k=k)
+
+
+def test_nan_query_message():
+    vectors = np.random.default_rng(28).random((200, 8), dtype=np.float32)
+    index = VectorIndex("dot", n_trees=1, random_state=0, show_progress=False, verbose=False).build(vectors)
+    queries = vectors[:4].copy()
+    queries[2, 3] = np.nan
+    with pytest.raises(ValueError, match=r"queries contains NaN or infinity in rows \[2\]; remove or impute those rows first"):
+        index.query(queries, k=5, bound_factor=0.9)
+
+
 def test_scored_share_grows_with_k():
     rng = np.random.default_rng(23)
     items = rng.random((20_000, 16), dtype=np.float32)
