@@ -59,8 +59,9 @@ from ._parallel import run_parallel
 ITEM_BLOCK = 4
 # Largest query tile, in queries and in bytes: 512 queries of 64 coordinates take
 # 128 KB, which stays in a core's L2 cache (512 KB on the machine of
-# BENCHMARKS.md). On the Gowalla factors (64 dimensions), tiles of 512 gave 10 %
-# more queries per second than tiles of 256, and 22 % more than tiles of 1,024.
+# BENCHMARKS.md). On the Gowalla factors (64 dimensions), tiles of 512 gave 4 to
+# 5 % more queries per second than 256 and 7 to 28 % more than 1,024
+# (benchmarks/kernel_choices.py).
 MAX_TILE = 512
 MAX_TILE_BYTES = 128 << 10
 # Positions visited between two checks of the early stop. Each check costs a
@@ -178,9 +179,10 @@ def exact_search(
     The positions run in spans: the first FIRST_SPAN, then spans that double.
     After each span the queries still running are gathered into full tiles
     again. Within one tile, queries stop at very different positions. Without
-    the regrouping, the last queries of each tile would run in narrow tiles. A
-    tile of 8 queries took 11 times as long per query and item as one of 256 in
-    a micro-benchmark, because each item costs about the same whatever the width.
+    the regrouping, the last queries of each tile would run in narrow tiles,
+    where each item costs about as much as in a full one. Tiles of 8 queries
+    gave 5 to 7 times fewer queries per second than tiles of 256
+    (benchmarks/kernel_choices.py).
     """
     n_queries, k = out_ids.shape
     n_order = order.shape[0]

@@ -12,6 +12,7 @@ _WORKQUEUE_LOCK = threading.Lock()
 
 
 def run_parallel(kernel, *args):
+    """Call ``kernel(*args)``, holding a lock when the threading layer needs one."""
     try:
         thread_safe = numba.threading_layer() != "workqueue"
     except ValueError:

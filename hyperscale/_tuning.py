@@ -217,13 +217,10 @@ def choose_search_k(
     if estimate < target_recall:
         return search_k, estimate, n_sample
 
-    while failing is not None and search_k - failing > max(k, search_k // 10):
-        middle = (failing + search_k) // 2
-        middle_estimate = measure(middle)
-        if middle_estimate >= target_recall:
-            search_k, estimate = middle, middle_estimate
-        else:
-            failing = middle
+    if failing is not None:
+        search_k, estimate = _bisect(
+            measure, failing, search_k, estimate, target_recall, lambda low, high: high - low <= max(k, high // 10)
+        )
     return search_k, estimate, n_sample
 
 
@@ -247,12 +244,22 @@ def choose_bound_factor(index, queries, target_recall, k, sample, random_state, 
         )
         return mean_recall(found, truth)
 
-    failing, passing, estimate = 0, 100, 1.0
-    while passing - failing > 1:
+    passing, estimate = _bisect(measure, 0, 100, 1.0, target_recall, lambda low, high: high - low <= 1)
+    return passing / 100, estimate, n_sample
+
+
+def _bisect(measure, failing, passing, estimate, target_recall, close_enough):
+    """Return (smallest integer setting found to reach the target, its recall) between two known ones.
+
+    ``failing`` misses the target and ``passing``, whose recall is ``estimate``,
+    reaches it. Recall must not fall as the setting grows. The search stops once
+    ``close_enough(failing, passing)`` holds.
+    """
+    while not close_enough(failing, passing):
         middle = (failing + passing) // 2
         middle_estimate = measure(middle)
         if middle_estimate >= target_recall:
             passing, estimate = middle, middle_estimate
         else:
             failing = middle
-    return passing / 100, estimate, n_sample
+    return passing, estimate
