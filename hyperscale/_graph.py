@@ -13,6 +13,13 @@ MAX_ROUNDS = 12
 # Bytes of pending updates per local-join batch: bounds the scratch memory.
 _UPDATE_BUDGET = 64 << 20
 _SEED_SALT = np.uint64(0x6A09E667F3BCC909)
+# A spread search graph starts from SPREAD_KNN_DEGREE nearest neighbours per
+# vertex, and draws each vertex's edges from them, its in-neighbours and the
+# nearest neighbours of its PRUNE_HOPS nearest, with the factor PRUNE_ALPHA on
+# squared distances (see _graph_kernels.prune_edges).
+SPREAD_KNN_DEGREE = 24
+PRUNE_HOPS = 8
+PRUNE_ALPHA = 1.2
 
 
 def leaves_by_tree(forest):
@@ -138,23 +145,54 @@ def sorted_neighbors(graph_ids, graph_keys, k):
     return out_ids, out_keys
 
 
-def navigable_graph(forest, vectors, metric, degree, seed, n_init_trees=None, progress=None):
-    """Return the search graph (n, 2 degree) int32: k-nearest neighbours plus nearest in-neighbours.
+def _reverse_lists(rows):
+    """Return the CSR lists (indptr, sources) of the vertices whose rows list each vertex."""
+    n = rows.shape[0]
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    sources = np.empty(rows.size, dtype=np.int32)
+    source_new = np.empty(rows.size, dtype=np.uint8)
+    _graph_kernels.reverse_edges(rows, np.zeros(rows.shape, dtype=np.uint8), indptr, sources, source_new)
+    return indptr, sources
+
+
+def navigable_graph(forest, vectors, metric, max_degree, seed, spread, n_init_trees=None, progress=None):
+    """Return the search graph (n, max_degree) int32, rows padded with -1.
 
     ``vectors`` and ``metric`` define the space of the graph: the space of the
     trees, where the nearest neighbours of the query are the items it must find.
+    Without ``spread``, each vertex links to its max_degree / 2 nearest
+    neighbours, found by neighbour descent, and to the nearest of the vertices
+    that list it. With ``spread``, neighbour descent finds SPREAD_KNN_DEGREE
+    neighbours, and each vertex keeps a spread of them, of its in-neighbours
+    and of its nearest neighbours' neighbours (``_graph_kernels.prune_edges``);
+    a second pass adds the reverse of every kept edge and spreads again.
+    Either way a vertex that others link to links back: otherwise a walk that
+    enters a dense cluster cannot leave it.
     """
+    knn_degree = SPREAD_KNN_DEGREE if spread else max_degree // 2
     graph_ids, graph_keys = build_knn_graph(
-        forest, vectors, metric, degree, seed, n_init_trees=n_init_trees, progress=progress
+        forest, vectors, metric, knn_degree, seed, n_init_trees=n_init_trees, progress=progress
     )
-    forward, _ = sorted_neighbors(graph_ids, graph_keys, degree)
+    forward, _ = sorted_neighbors(graph_ids, graph_keys, knn_degree)
+    del graph_ids, graph_keys
     n = forward.shape[0]
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    sources = np.empty(n * degree, dtype=np.int32)
-    source_new = np.empty(n * degree, dtype=np.uint8)
-    _graph_kernels.reverse_edges(forward, np.zeros_like(forward, dtype=np.uint8), indptr, sources, source_new)
-    adjacency = np.empty((n, 2 * degree), dtype=np.int32)
-    run_parallel(_graph_kernels.add_reverse_neighbors, vectors, metric, forward, indptr, sources, adjacency)
+    adjacency = np.empty((n, max_degree), dtype=np.int32)
+    if not spread:
+        run_parallel(
+            _graph_kernels.add_reverse_neighbors, vectors, metric, forward, *_reverse_lists(forward), adjacency
+        )
+        return adjacency
+    n_chunks = 4 * numba.get_num_threads()
+    first = np.empty((n, knn_degree), dtype=np.int32)
+    run_parallel(
+        _graph_kernels.prune_edges, vectors, metric, forward, *_reverse_lists(forward), PRUNE_HOPS, PRUNE_ALPHA,
+        n_chunks, first,
+    )
+    del forward
+    run_parallel(
+        _graph_kernels.prune_edges, vectors, metric, first, *_reverse_lists(first), 0, PRUNE_ALPHA, n_chunks,
+        adjacency,
+    )
     return adjacency
 
 

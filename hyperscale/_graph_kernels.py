@@ -43,9 +43,14 @@ from ._kernels import (
     _splitmix64,
     _top_offer,
     _top_sift_down,
+    _prefetch_vector,
     _worse,
     _write_sorted,
 )
+from ._prefetch import CACHE_LINE_BYTES, prefetch_element
+
+# int32 edges per cache line.
+LINE_INTS = CACHE_LINE_BYTES // 4
 
 # ---------------------------------------------------------------------------
 # Bounded heaps
@@ -394,6 +399,97 @@ def add_reverse_neighbors(vectors, metric, forward, indptr, sources, adjacency):
             _top_sift_down(keys, ids, end, np.int64(0))
 
 
+@numba.njit(cache=True, nogil=True)
+def _squared_distance_of_key(metric, key):
+    """Return the squared Euclidean distance between two vectors whose ranking key is ``key``.
+
+    Under "angular" the vectors have unit norm, so a key of -cos is 2 - 2 cos.
+    """
+    if metric == METRIC_EUCLIDEAN:
+        return key
+    return 2.0 + 2.0 * key
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_unseen(ids, stamps, epoch, pool, size):
+    """Append the ids not yet stamped to ``pool[size:]``, stamp them; return the new size."""
+    for position in range(ids.shape[0]):
+        u = ids[position]
+        if u >= 0 and stamps[u] != epoch:
+            stamps[u] = epoch
+            pool[size] = u
+            size += 1
+    return size
+
+
+@numba.njit(cache=True, nogil=True)
+def _gather_pool(v, rows, indptr, sources, hops, stamps, epoch, pool):
+    """Write the distinct candidates of ``v`` to ``pool``; return their count.
+
+    The candidates are row ``v`` of ``rows``, the vertices whose rows list ``v``,
+    and the rows of the first ``hops`` vertices of row ``v``.
+    """
+    stamps[v] = epoch
+    size = _add_unseen(rows[v], stamps, epoch, pool, 0)
+    size = _add_unseen(sources[indptr[v] : indptr[v + 1]], stamps, epoch, pool, size)
+    for slot in range(min(hops, rows.shape[1])):
+        w = rows[v, slot]
+        if w >= 0:
+            size = _add_unseen(rows[w], stamps, epoch, pool, size)
+    return size
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def prune_edges(vectors, metric, rows, indptr, sources, hops, alpha, n_chunks, out):
+    """Keep for each vertex a spread of near candidates as its edges, nearest first.
+
+    The candidates come from ``_gather_pool``. Taken nearest first, a candidate
+    ``c`` of ``v`` is dropped when an edge ``r`` already kept is nearer to it
+    than ``v`` is, by the factor ``alpha`` on squared distances. This is the
+    relative neighbourhood rule of HNSW and of Vamana (Subramanya et al.,
+    "DiskANN", NeurIPS 2019): it spends the edges on different directions instead
+    of on one tight cluster, so a greedy walk can leave the cluster. ``alpha``
+    above 1 drops fewer candidates and so keeps some longer edges. Rows of
+    ``out`` (n, R) keep up to R edges and pad with -1. Each vertex reads only
+    ``rows`` and the candidates' vectors, so the result does not depend on the
+    thread count.
+    """
+    n = rows.shape[0]
+    width = rows.shape[1]
+    max_in = 0
+    for v in range(n):
+        max_in = max(max_in, indptr[v + 1] - indptr[v])
+    capacity = width + max_in + min(hops, width) * width
+    max_degree = out.shape[1]
+    for chunk in numba.prange(n_chunks):
+        stamps = np.zeros(n, np.int32)
+        pool = np.empty(capacity, np.int32)
+        keys = np.empty(capacity, np.float32)
+        edges = np.empty(max_degree, np.int32)
+        for v in range(chunk * n // n_chunks, (chunk + 1) * n // n_chunks):
+            size = _gather_pool(v, rows, indptr, sources, hops, stamps, v + 1, pool)
+            for position in range(size):
+                keys[position] = _rank_key(metric, vectors[v], vectors[pool[position]])
+            order = np.argsort(keys[:size], kind="mergesort")
+            n_kept = 0
+            for position in range(size):
+                if n_kept == max_degree:
+                    break
+                candidate = pool[order[position]]
+                reach = _squared_distance_of_key(metric, keys[order[position]])
+                spread = True
+                for slot in range(n_kept):
+                    gap = _squared_distance_of_key(metric, _rank_key(metric, vectors[candidate], vectors[edges[slot]]))
+                    if alpha * gap < reach:
+                        spread = False
+                        break
+                if spread:
+                    edges[n_kept] = candidate
+                    n_kept += 1
+            for slot in range(max_degree):
+                out[v, slot] = edges[slot] if slot < n_kept else -1
+
+
 # ---------------------------------------------------------------------------
 # Search
 # ---------------------------------------------------------------------------
@@ -413,15 +509,29 @@ def _walk_graph(rank_query, vectors, metric, adjacency, stamps, epoch, top_keys,
         queue_priorities, queue_refs, size = _queue_push(
             queue_priorities, queue_refs, size, -top_keys[position], top_ids[position]
         )
+    fresh = np.empty(adjacency.shape[1], np.int32)
     while size > 0:
         priority, vertex, size = _queue_pop(queue_priorities, queue_refs, size)
         if n_top == capacity and -priority > top_keys[0]:
             break
+        # The vertex on top of the queue is likely the next one expanded: its
+        # edges arrive while this one's neighbours are scored.
+        if size > 0:
+            for column in range(0, adjacency.shape[1], LINE_INTS):
+                prefetch_element(adjacency, queue_refs[0], column)
+        # Ask for every unseen neighbour's vector before scoring the first, so
+        # that their cache misses overlap instead of following one another.
+        n_fresh = 0
         for slot in range(adjacency.shape[1]):
             neighbor = adjacency[vertex, slot]
             if neighbor < 0 or stamps[neighbor] == epoch:
                 continue
             stamps[neighbor] = epoch
+            fresh[n_fresh] = neighbor
+            n_fresh += 1
+            _prefetch_vector(vectors, neighbor)
+        for position in range(n_fresh):
+            neighbor = fresh[position]
             key = _rank_key(metric, rank_query, vectors[neighbor])
             if n_top < capacity or _worse(top_keys[0], top_ids[0], key, neighbor):
                 n_top = _top_offer(top_keys, top_ids, n_top, key, neighbor)

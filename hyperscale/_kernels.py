@@ -40,6 +40,8 @@ not depend on the thread count and concurrent calls share no state.
 import numba
 import numpy as np
 
+from ._prefetch import CACHE_LINE_BYTES, prefetch_element
+
 # Without "nnan" and "ninf": the search compares against +inf priorities and keys.
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
@@ -57,6 +59,10 @@ _TWO_MEANS_ITERATIONS = 200
 # so that two-means and the side test read it from cache instead of from rows
 # scattered over the data.
 _GATHER_LIMIT = 4096
+# float32 coordinates per cache line, and the distance in leaf members between
+# the member being scored and the member being prefetched.
+LINE_FLOATS = CACHE_LINE_BYTES // 4
+PREFETCH_AHEAD = 0
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -516,6 +522,13 @@ def _margin(hyperplane, offset, query):
 
 
 @numba.njit(cache=True, nogil=True)
+def _prefetch_vector(vectors, item):
+    """Hint that row ``item`` of ``vectors`` will be read soon, one hint per cache line."""
+    for column in range(0, vectors.shape[1], LINE_FLOATS):
+        prefetch_element(vectors, item, column)
+
+
+@numba.njit(cache=True, nogil=True)
 def _mark_excluded(stamps, epoch, allowed, self_id, excluded):
     """Stamp the query's own id and its excluded items as seen.
 
@@ -609,7 +622,14 @@ def _search_trees(
                 ref = near
 
         leaf = ~ref
-        for position in range(leaf_bounds[leaf, 0], leaf_bounds[leaf, 1]):
+        start, end = leaf_bounds[leaf, 0], leaf_bounds[leaf, 1]
+        # Members of a leaf lie anywhere in memory: asking for the vector a few
+        # members ahead overlaps its cache misses with the scoring of this one.
+        for position in range(start, min(start + PREFETCH_AHEAD, end)):
+            _prefetch_vector(vectors, leaf_indices[position])
+        for position in range(start, end):
+            if position + PREFETCH_AHEAD < end:
+                _prefetch_vector(vectors, leaf_indices[position + PREFETCH_AHEAD])
             item = leaf_indices[position]
             if stamps[item] == epoch:
                 continue

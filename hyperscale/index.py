@@ -49,8 +49,13 @@ GRAPH_EXTRA_DEGREE = 6
 # NOTE: 128 did better still there, but is not measured on more dimensions.
 GRAPH_LEAF_SIZE = 64
 
-# With ``graph=True``: each vertex links to its GRAPH_DEGREE nearest neighbours and
-# to up to GRAPH_DEGREE of the vertices that list it. A query scores
+# With ``graph=True``: each vertex keeps up to GRAPH_DEGREE edges. Under "dot" they
+# are its GRAPH_DEGREE / 2 nearest neighbours in the transformed space and the
+# nearest of the vertices that list it. Under "euclidean" and "angular" they are
+# a spread of near vertices in different directions, as HNSW keeps (see
+# _graph.navigable_graph). On the Gowalla factors the spread lost recall under
+# "dot", 0.961 to 0.954 at search_k = 40, and gained nothing under "angular"
+# (benchmarks/kernel_choices.py). A query scores
 # GRAPH_SEED_SHARE * search_k seeds from the first GRAPH_SEED_TREES trees, then
 # walks the graph keeping the best ``search_k`` candidates, by default
 # GRAPH_EF_PER_RESULT * k. Measured with k = 10 on the quickstart items (100,000 x
@@ -59,7 +64,7 @@ GRAPH_LEAF_SIZE = 64
 # trees and 80 seeds gave 0.9987 and 0.961, at the same speed on the first.
 # On real factors the top items by inner product lie in several clusters that the
 # nearest-neighbour graph barely links, so the walk needs seeds from several trees.
-GRAPH_DEGREE = 16
+GRAPH_DEGREE = 32
 GRAPH_SEED_TREES = 8
 GRAPH_SEED_SHARE = 2.0
 # NOTE: on 1,000,000 clustered matrix-factorisation vectors (64 dims) this default
@@ -214,7 +219,7 @@ class VectorIndex:
             # The graph lives in the space of the trees, where the items nearest to
             # a query are the ones it must find, so that one metric serves both.
             tree_metric = _kernels.METRIC_ANGULAR if self.metric == "angular" else _kernels.METRIC_EUCLIDEAN
-            log_step(self.verbose, "building a %d-neighbour search graph", GRAPH_DEGREE)
+            log_step(self.verbose, "building a search graph of up to %d edges per vector", GRAPH_DEGREE)
             bar = progress_bar(self.show_progress, _graph.MAX_ROUNDS, "neighbour descent", "round")
             try:
                 self._adjacency = _graph.navigable_graph(
@@ -223,6 +228,7 @@ class VectorIndex:
                     tree_metric,
                     GRAPH_DEGREE,
                     graph_seed,
+                    self.metric != "dot",
                     n_init_trees=GRAPH_INIT_TREES,
                     progress=bar,
                 )

@@ -126,6 +126,62 @@ def test_block_keys_match_float64(metric, n_members):
         assert np.isfinite(keys).all()
 
 
+def brute_force_rows(vectors, width, metric):
+    """Each vertex's ``width`` nearest others, nearest first, by the kernel's keys in float64."""
+    data = vectors.astype(np.float64)
+    if metric == _kernels.METRIC_EUCLIDEAN:
+        keys = ((data[:, None, :] - data[None, :, :]) ** 2).sum(axis=2)
+    else:
+        keys = -(data @ data.T)
+    np.fill_diagonal(keys, np.inf)
+    return np.argsort(keys, axis=1, kind="stable")[:, :width].astype(np.int32)
+
+
+def squared_distances(vectors, a, b):
+    difference = vectors[a].astype(np.float64) - vectors[b].astype(np.float64)
+    return float(difference @ difference)
+
+
+@pytest.mark.parametrize("metric", [_kernels.METRIC_EUCLIDEAN, _kernels.METRIC_ANGULAR])
+@pytest.mark.parametrize("hops", [0, 3])
+def test_prune_edges_keeps_a_spread(metric, hops):
+    rng = np.random.default_rng(23)
+    vectors = clustered(300, 6, seed=23)
+    if metric == _kernels.METRIC_ANGULAR:
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    rows = brute_force_rows(vectors, 8, metric)
+    # Drop a few slots, as a graph row with empty slots has.
+    rows[rng.random(rows.shape) < 0.1] = -1
+    indptr, sources = _graph._reverse_lists(rows)
+    alpha = 1.2
+    out = np.full((300, 10), -2, dtype=np.int32)
+    _graph_kernels.prune_edges(vectors, metric, rows, indptr, sources, hops, np.float32(alpha), 3, out)
+    for v in range(300):
+        pool = set(rows[v][rows[v] >= 0]) | set(sources[indptr[v] : indptr[v + 1]])
+        for w in rows[v, :hops]:
+            if w >= 0:
+                pool |= set(rows[w][rows[w] >= 0])
+        pool.discard(v)
+        edges = [int(u) for u in out[v] if u >= 0]
+        assert (out[v, len(edges) :] == -1).all()
+        assert edges
+        assert len(set(edges)) == len(edges)
+        assert set(edges) <= pool
+        reach = [squared_distances(vectors, v, u) for u in edges]
+        assert all(a <= b + 1e-5 for a, b in zip(reach, reach[1:]))
+        # No edge lies much nearer to an earlier edge than to v ...
+        for i, u in enumerate(edges):
+            for r in edges[:i]:
+                assert alpha * squared_distances(vectors, u, r) >= squared_distances(vectors, v, u) - 1e-4
+        # ... and while the row has room, every candidate left out does.
+        if len(edges) < out.shape[1]:
+            for u in pool - set(edges):
+                nearer = [r for r in edges if squared_distances(vectors, v, r) <= squared_distances(vectors, v, u)]
+                assert any(
+                    alpha * squared_distances(vectors, u, r) < squared_distances(vectors, v, u) + 1e-4 for r in nearer
+                )
+
+
 GRAPH_SCRIPT = f"""
 import hashlib, numpy as np
 from hyperscale import VectorIndex
@@ -135,7 +191,9 @@ index = VectorIndex(metric="euclidean", random_state=5, show_progress=False, ver
 found, distances = index.neighbors(k=10, exclude_self=True)
 walked = VectorIndex(metric="dot", random_state=5, show_progress=False, verbose=False, graph=True).build(items)
 ids, scores = walked.query(rng.random((500, 8), dtype=np.float32), k=10)
-print(hashlib.sha256(found.tobytes() + distances.tobytes() + walked._adjacency.tobytes() + ids.tobytes()).hexdigest())
+spread = VectorIndex(metric="angular", random_state=5, show_progress=False, verbose=False, graph=True).build(items)
+print(hashlib.sha256(found.tobytes() + distances.tobytes() + walked._adjacency.tobytes() + ids.tobytes()
+                     + spread._adjacency.tobytes()).hexdigest())
 """
 
 
