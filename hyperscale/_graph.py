@@ -13,6 +13,7 @@ MAX_ROUNDS = 12
 # Bytes of pending updates per local-join batch: bounds the scratch memory.
 _UPDATE_BUDGET = 64 << 20
 _SEED_SALT = np.uint64(0x6A09E667F3BCC909)
+_FILL_SALT = np.uint64(0xBB67AE8584CAA73B)
 # A spread search graph starts from SPREAD_KNN_DEGREE nearest neighbours per
 # vertex, and draws each vertex's edges from them, its in-neighbours and the
 # nearest neighbours of its PRUNE_HOPS nearest, with the factor PRUNE_ALPHA on
@@ -57,6 +58,14 @@ def build_knn_graph(forest, vectors, metric, degree, seed, n_init_trees=None, pr
             graph_ids,
             graph_keys,
             graph_new,
+        )
+
+    if n_init > 0:
+        # The first tree's run of leaf_indices lists every vertex of the trees once.
+        members = forest.leaf_indices[: forest.leaf_indices.shape[0] // forest.n_trees]
+        run_parallel(
+            _graph_kernels.fill_empty_slots, vectors, metric, members, np.uint64(seed) ^ _FILL_SALT,
+            graph_ids, graph_keys, graph_new,
         )
 
     # Any block count gives the same graph; one block per thread keeps all busy.

@@ -37,6 +37,7 @@ from ._kernels import (
     METRIC_EUCLIDEAN,
     _queue_pop,
     _queue_push,
+    _random_below,
     _rank_key,
     _scan_ids,
     _search_trees,
@@ -194,6 +195,35 @@ def join_leaves(vectors, metric, leaves, leaf_bounds, leaf_indices, graph_ids, g
                 b = members[t]
                 _offer_neighbor(graph_keys[a], graph_ids[a], graph_new[a], keys[t], b)
                 _offer_neighbor(graph_keys[b], graph_ids[b], graph_new[b], keys[t], a)
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def fill_empty_slots(vectors, metric, members, seed, graph_ids, graph_keys, graph_new):
+    """Offer random ``members`` to the row of every member that has empty slots.
+
+    ``members`` lists each vertex of the trees once. Leaves of one vector leave
+    rows empty, and a single tree cuts the graph into cliques, one per leaf,
+    that neighbour descent never joins. Random neighbours, the start of Dong et
+    al., join them. Row ``u`` draws from a generator seeded by (seed, u) and is
+    the only row it writes, so the graph still depends on the seed only.
+    """
+    n_members = members.shape[0]
+    degree = graph_ids.shape[1]
+    for position in numba.prange(n_members):
+        u = members[position]
+        empty = 0
+        for slot in range(degree):
+            if graph_ids[u, slot] < 0:
+                empty += 1
+        state = seed ^ (np.uint64(u) << np.uint64(20))
+        for _ in range(4 * degree if n_members > 1 else 0):
+            if empty == 0:
+                break
+            state, draw = _random_below(state, n_members)
+            v = members[draw]
+            if v != u:
+                key = _rank_key(metric, vectors[u], vectors[v])
+                empty -= _offer_neighbor(graph_keys[u], graph_ids[u], graph_new[u], key, v)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -6,6 +6,9 @@ import numpy as np
 
 # float32 overflows above this; scores and squared distances must stay below it.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+# Squared distances and inner products below this keep fewer than float32's 24
+# bits, and far below it they are zero, so the ranking is lost.
+FLOAT32_SMALLEST_KEY = float(np.finfo(np.float32).tiny) * 2.0**23
 
 _MAX_ROWS_LISTED = 5
 
@@ -200,4 +203,10 @@ def check_inner_product_range(queries, max_item_norm):
         raise ValueError(
             f"inner products of queries with norm up to {largest_query:.3g} and items with "
             f"norm up to {max_item_norm:.3g} overflow float32; rescale the queries or the items"
+        )
+    if 0.0 < largest_query * max_item_norm < FLOAT32_SMALLEST_KEY:
+        raise ValueError(
+            f"inner products of queries with norm up to {largest_query:.3g} and items with "
+            f"norm up to {max_item_norm:.3g} underflow float32, which loses their ranking; "
+            "rescale the queries or the items (for example divide each by its largest norm)"
         )

@@ -72,6 +72,15 @@ GRAPH_SEED_SHARE = 2.0
 GRAPH_EF_PER_RESULT = 4
 
 
+def _tuned_ratio(value, path):
+    """Return a tuned ratio read from a saved header: None, or a positive float."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{path} is corrupt: a tuned search_k ratio is {value!r}; save the index again")
+    return float(value)
+
+
 class VectorIndex:
     """An approximate nearest-neighbour index over a fixed set of vectors.
 
@@ -136,7 +145,9 @@ class VectorIndex:
         self.graph = bool(graph)
         self._forest = None
         self._adjacency = None
+        # Tuned candidates per result of the tree search, and of the graph walk.
         self._search_k_per_result = None
+        self._walk_search_k_per_result = None
         # The exact search's visiting order, computed by its first query.
         self._visit = None
 
@@ -286,15 +297,16 @@ class VectorIndex:
         """Candidates scored per query when ``search_k`` is None.
 
         After :meth:`tune` this is the tuned number of candidates per result times
-        ``k``. Before, it is ``2 * k * n_trees`` for a tree search, and
+        ``k``, for the kind of search that was tuned. Otherwise it is ``2 * k * n_trees`` for a tree search, and
         ``4 * k`` candidates kept by the graph walk of an index built with
         ``graph=True`` (``walk`` None means: whenever the index has a graph).
         """
         self._check_built()
         if walk is None:
             walk = self._adjacency is not None
-        if self._search_k_per_result is not None:
-            return max(k, int(round(self._search_k_per_result * k)))
+        tuned = self._walk_search_k_per_result if walk else self._search_k_per_result
+        if tuned is not None:
+            return max(k, int(round(tuned * k)))
         if walk:
             return GRAPH_EF_PER_RESULT * k
         return SEARCH_K_PER_TREE * k * self._n_trees_built
@@ -304,7 +316,8 @@ class VectorIndex:
             return f"VectorIndex(metric={self.metric!r}, not built)"
         return (
             f"VectorIndex(metric={self.metric!r}, n_vectors={len(self)}, dim={self._dim}, "
-            f"n_trees={self._n_trees_built}, leaf_size={self._leaf_size_used})"
+            f"n_trees={self._n_trees_built}, leaf_size={self._leaf_size_used}"
+            + (", graph=True)" if self._adjacency is not None else ")")
         )
 
     # ------------------------------------------------------------------
@@ -328,6 +341,8 @@ class VectorIndex:
             "vector_dtype": "float32",
             "max_norm": self._max_norm,
             "graph_seed": self._graph_seed,
+            "search_k_per_result": self._search_k_per_result,
+            "walk_search_k_per_result": self._walk_search_k_per_result,
             "random_state": self.random_state if _is_plain_int(self.random_state) else None,
         }
         arrays = {
@@ -385,6 +400,8 @@ class VectorIndex:
         index._dim = header["dim"]
         index._max_norm = header["max_norm"]
         index._graph_seed = int(header.get("graph_seed", 0))
+        index._search_k_per_result = _tuned_ratio(header.get("search_k_per_result"), path)
+        index._walk_search_k_per_result = _tuned_ratio(header.get("walk_search_k_per_result"), path)
         if "adjacency" in arrays:
             index._adjacency = arrays["adjacency"]
             index.graph = True
@@ -466,6 +483,9 @@ class VectorIndex:
         queries = _validation.as_matrix(queries, "queries")
         _validation.check_same_dim(queries.shape[1], self._dim, "queries", "the indexed vectors")
         k = _validation.check_count(k, "k", len(self), "the number of indexed vectors")
+        # NOTE: filtered queries on a graph index search only its few trees. A walk
+        # that passes through excluded items without returning them would keep the
+        # graph's recall for them too.
         walk = self._adjacency is not None and exclude is None and items is None and exclude_items is None
         search_k = self._effective_search_k(k, search_k, walk)
         exclusions = _filters.exclusions_to_csr(exclude, queries.shape[0], len(self), "queries")
@@ -571,7 +591,10 @@ class VectorIndex:
         Pass the filters that later queries will use (``exclude`` with one row per
         query, ``items``, ``exclude_items``, as in :meth:`query`). Filters change
         the items a search must find, so a choice made without them can miss the
-        target with them.
+        target with them. On an index built with ``graph=True``, queries without
+        filters walk the graph and queries with filters search the trees, so a
+        choice made without filters sets the walk's default, and one made with
+        filters the trees' default. Each keeps its own.
 
         ``max_search_k`` stops the search at that budget: when even it misses the
         target, ``tune`` returns it with the lower estimate. Otherwise the search
@@ -655,7 +678,11 @@ class VectorIndex:
         search_k, estimate, n_sample = _tuning.choose_search_k(
             self, queries, target_recall, k, sample, random_state, exclusions, allowed, max_search_k
         )
-        self._search_k_per_result = search_k / k
+        # Unfiltered queries on a graph walk it, and filtered ones search the trees.
+        if self._adjacency is not None and exclusions is None and allowed is None:
+            self._walk_search_k_per_result = search_k / k
+        else:
+            self._search_k_per_result = search_k / k
         return search_k, estimate, n_sample
 
     # ------------------------------------------------------------------
@@ -849,7 +876,7 @@ def _is_plain_int(value):
 
 
 def _check_euclidean_range(vectors, name, other=None):
-    """Raise when squared distances could overflow float32 in the kernels."""
+    """Raise when squared distances could overflow or underflow float32 in the kernels."""
     largest = float(np.abs(vectors).max())
     if other is not None:
         largest = max(largest, float(np.abs(other).max()))
@@ -857,6 +884,12 @@ def _check_euclidean_range(vectors, name, other=None):
         raise ValueError(
             f"{name} contain values up to {largest:.3g}, too large for float32 squared "
             "distances; rescale the vectors (for example divide them by their largest norm)"
+        )
+    if 0.0 < largest * largest < _validation.FLOAT32_SMALLEST_KEY:
+        raise ValueError(
+            f"{name} contain values no larger than {largest:.3g}, too small for float32 squared "
+            "distances, which underflow to zero; rescale the vectors (for example divide them "
+            "by their largest norm)"
         )
 
 

@@ -294,3 +294,47 @@ def test_tune_with_graph_meets_target():
     found, _ = index.query(queries[1_000:], k=10)
     assert estimate >= 0.98
     assert recall(found, exact_top_k("dot", queries[1_000:], items, 10)) >= 0.96
+
+
+def test_tuned_search_k_survives_save_and_load(tmp_path):
+    items, queries = items_and_queries(3_000, 300, 8, seed=25)
+    index = quiet_index("euclidean", graph=True).build(items)
+    walk_k, _ = index.tune(queries, target_recall=0.99, k=10)
+    exclude = [[row % 50] for row in range(len(queries))]
+    tree_k, _ = index.tune(queries, target_recall=0.99, k=10, exclude=exclude)
+    loaded = VectorIndex.load(index.save(tmp_path / "tuned.hsx"), show_progress=False, verbose=False)
+    assert loaded.default_search_k(10) == walk_k
+    assert loaded.default_search_k(10, walk=False) == tree_k
+    assert (loaded.query(queries, k=10)[0] == index.query(queries, k=10)[0]).all()
+    assert (loaded.query(queries, k=10, exclude=exclude)[0] == index.query(queries, k=10, exclude=exclude)[0]).all()
+
+
+def test_tune_keeps_walk_and_trees_apart():
+    items, queries = items_and_queries(5_000, 400, 8, seed=27)
+    index = quiet_index("euclidean", graph=True).build(items)
+    walk_k, _ = index.tune(queries, target_recall=0.95, k=10)
+    assert index.default_search_k(10) == walk_k
+    # Tuning the walk leaves the default of filtered queries, which search the trees, unchanged.
+    assert index.default_search_k(10, walk=False) == 2 * 10 * index._n_trees_built
+    tree_k, _ = index.tune(queries, target_recall=0.95, k=10, exclude_items=[0, 1, 2])
+    assert index.default_search_k(10, walk=False) == tree_k
+    assert index.default_search_k(10) == walk_k
+
+
+@pytest.mark.parametrize("options", [{"leaf_size": 1}, {"n_trees": 1}])
+def test_walk_graph_joins_sparse_leaves(options):
+    # Leaves of one vector give neighbour descent no pairs to start from, and one
+    # tree gives it only cliques. Random neighbours must connect them.
+    rng = np.random.default_rng(29)
+    items = rng.random((8_000, 16), dtype=np.float32)
+    queries = rng.random((300, 16), dtype=np.float32)
+    index = quiet_index("euclidean", graph=True, **options).build(items)
+    assert (index._adjacency >= 0).sum(axis=1).min() >= 1
+    found, _ = index.query(queries, k=10, search_k=80)
+    assert recall(found, exact_top_k("euclidean", queries, items, 10)) >= 0.9
+
+
+def test_repr_shows_graph():
+    items, _ = items_and_queries(1_000, 1, 8, seed=31)
+    assert "graph=True" in repr(quiet_index("angular", graph=True).build(items))
+    assert "graph" not in repr(quiet_index("angular").build(items))

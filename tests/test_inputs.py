@@ -683,3 +683,24 @@ def test_as_matrix_copy_only_when_needed():
     transposed = _validation.as_matrix(np.asfortranarray(matrix), "items", copy=False)
     assert transposed.flags.c_contiguous
     np.testing.assert_array_equal(transposed, matrix)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "dot"])
+def test_tiny_values_raise(metric):
+    rng = np.random.default_rng(33)
+    items = rng.random((500, 8), dtype=np.float32)
+    queries = rng.random((5, 8), dtype=np.float32)
+    with pytest.raises(ValueError, match="underflow"):
+        index = VectorIndex(metric=metric, show_progress=False, verbose=False).build(items * 1e-25)
+        index.query(queries * 1e-25, k=5)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "dot"])
+def test_small_values_still_rank(metric):
+    rng = np.random.default_rng(35)
+    items = rng.random((500, 8), dtype=np.float32)
+    queries = rng.random((5, 8), dtype=np.float32)
+    index = VectorIndex(metric=metric, n_trees=4, show_progress=False, verbose=False)
+    scaled = index.build(items * 1e-12).query(queries * 1e-12, k=5, search_k=500)[0]
+    plain = VectorIndex(metric=metric, n_trees=4, show_progress=False, verbose=False)
+    assert (scaled == plain.build(items).query(queries, k=5, search_k=500)[0]).all()
