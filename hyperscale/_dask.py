@@ -250,7 +250,7 @@ def query(index, queries, k=10, search_k=None, exclude=None, items=None, exclude
     queries = _prepare_queries(queries, modules[1], "queries")
     _validation.check_same_dim(queries.shape[1], index.dim, "queries", "the indexed vectors")
     k = _validation.check_count(k, "k", len(index), "the number of indexed vectors")
-    walk = index.graph and exclude is None and items is None and exclude_items is None
+    walk = index.graph
     if bound_factor is None:
         search_k = index._effective_search_k(k, search_k, walk)
     _check_exclusions(exclude, queries.shape[0], len(index), "queries")

@@ -206,12 +206,14 @@ def navigable_graph(forest, vectors, metric, max_degree, seed, spread, n_init_tr
 
 
 def search_graph(
-    forest, vectors, metric, tree_queries, rank_queries, valid, allowed, head_ids, adjacency, k, ef, seed_k,
-    seed_trees, progress=None,
+    forest, vectors, metric, tree_queries, rank_queries, valid, exclusions, allowed, head_ids, adjacency, k, ef,
+    seed_k, seed_trees, progress=None,
 ):
     """Search all queries by trees then graph, in batches; return (ids int32, keys float32), best first.
 
     Only the first ``seed_trees`` trees supply the ``seed_k`` seeds of each walk.
+    ``exclusions`` is a CSR pair (indptr, indices) with one row per query and
+    ``allowed`` a uint8 mask of the items that may be returned.
     """
     n_queries = tree_queries.shape[0]
     out_ids = np.empty((n_queries, k), dtype=np.int32)
@@ -219,6 +221,8 @@ def search_graph(
     if k == 0 or n_queries == 0:
         return out_ids, out_keys
     n_threads = numba.get_num_threads()
+    indptr, indices = exclusions
+    allowed_ids = np.flatnonzero(allowed).astype(np.int32)
     for low in range(0, n_queries, QUERY_BATCH):
         high = min(low + QUERY_BATCH, n_queries)
         run_parallel(
@@ -226,7 +230,10 @@ def search_graph(
             tree_queries[low:high],
             rank_queries[low:high],
             valid[low:high],
+            indptr[low : high + 1] - indptr[low],
+            indices[indptr[low] : indptr[high]],
             allowed,
+            allowed_ids,
             head_ids,
             vectors,
             *forest.arrays()[:-1],

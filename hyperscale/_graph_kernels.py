@@ -35,6 +35,8 @@ import numpy as np
 from ._kernels import (
     FASTMATH,
     METRIC_EUCLIDEAN,
+    _mark_excluded,
+    _prefetch_vector,
     _queue_pop,
     _queue_push,
     _random_below,
@@ -44,7 +46,6 @@ from ._kernels import (
     _splitmix64,
     _top_offer,
     _top_sift_down,
-    _prefetch_vector,
     _worse,
     _write_sorted,
 )
@@ -442,7 +443,7 @@ def _squared_distance_of_key(metric, key):
 
 @numba.njit(cache=True, nogil=True)
 def _add_unseen(ids, stamps, epoch, pool, size):
-    """Append the ids not yet stamped to ``pool[size:]``, stamp them; return the new size."""
+    """Append the ids not yet stamped to ``pool[size:]`` and stamp them. Return the new size."""
     for position in range(ids.shape[0]):
         u = ids[position]
         if u >= 0 and stamps[u] != epoch:
@@ -527,11 +528,14 @@ def prune_edges(vectors, metric, rows, indptr, sources, hops, alpha, n_chunks, o
 
 @numba.njit(cache=True, nogil=True)
 def _walk_graph(rank_query, vectors, metric, adjacency, stamps, epoch, top_keys, top_ids, n_top, queue_priorities,
-                queue_refs):
+                queue_refs, allowed, banned):
     """Expand the best unexpanded result until none can improve the ``top_keys.shape[0]`` best.
 
     Starts from the results already in the top heap, as HNSW's search of its
     bottom layer does. Returns the heap size and the queue arrays, which may grow.
+    Vertices with ``allowed[v] == 0`` or ``banned[v] == epoch`` are walked
+    through but never enter the results: a filter must not cut the paths that
+    lead to the items it lets through.
     """
     capacity = top_keys.shape[0]
     size = np.int64(0)
@@ -564,7 +568,8 @@ def _walk_graph(rank_query, vectors, metric, adjacency, stamps, epoch, top_keys,
             neighbor = fresh[position]
             key = _rank_key(metric, rank_query, vectors[neighbor])
             if n_top < capacity or _worse(top_keys[0], top_ids[0], key, neighbor):
-                n_top = _top_offer(top_keys, top_ids, n_top, key, neighbor)
+                if allowed[neighbor] and banned[neighbor] != epoch:
+                    n_top = _top_offer(top_keys, top_ids, n_top, key, neighbor)
                 queue_priorities, queue_refs, size = _queue_push(queue_priorities, queue_refs, size, -key, neighbor)
     return n_top, queue_priorities, queue_refs
 
@@ -574,7 +579,10 @@ def graph_search_batch(
     tree_queries,
     rank_queries,
     valid,
+    exclude_indptr,
+    exclude_indices,
     allowed,
+    allowed_ids,
     head_ids,
     vectors,
     hyperplanes,
@@ -594,16 +602,21 @@ def graph_search_batch(
     """Search every query by the trees, then by the graph, and write its top-k rows.
 
     The trees score ``seed_k`` candidates, the best ``ef`` of them start a greedy
-    walk over ``adjacency``, and the head items are scored last. Items with ``allowed[item] == 0``
-    (zero rows under "angular") are never scored. Rows with ``valid[q] == False``
-    get the padding (-1, +inf). Each chunk of queries owns its scratch arrays.
+    walk over ``adjacency``, and the head items are scored last. Only items with
+    ``allowed[item] == 1`` (``allowed_ids`` lists them) and outside
+    ``exclude_indices[exclude_indptr[q]:exclude_indptr[q + 1]]`` are returned.
+    When no more than ``ef`` of them remain, they are all scored, which is exact.
+    Rows with ``valid[q] == False`` get the padding (-1, +inf). Each chunk of
+    queries owns its scratch arrays.
     """
     n_queries = tree_queries.shape[0]
     k = out_ids.shape[1]
+    n_allowed = allowed_ids.shape[0]
     for chunk in numba.prange(n_chunks):
         low = chunk * n_queries // n_chunks
         high = (chunk + 1) * n_queries // n_chunks
         stamps = np.zeros(vectors.shape[0], np.int32)
+        banned = np.zeros(vectors.shape[0], np.int32)
         queue_priorities = np.empty(4 * roots.shape[0] + 64, np.float32)
         queue_refs = np.empty(4 * roots.shape[0] + 64, np.int32)
         top_keys = np.empty(ef, np.float32)
@@ -615,36 +628,51 @@ def graph_search_batch(
                     out_keys[q, slot] = np.inf
                 continue
             epoch = q - low + 1
-            n_top, queue_priorities, queue_refs = _search_trees(
-                tree_queries[q],
-                rank_queries[q],
-                vectors,
-                hyperplanes,
-                offsets,
-                children,
-                leaf_bounds,
-                leaf_indices,
-                roots,
-                metric,
-                seed_k,
-                allowed,
-                stamps,
-                epoch,
-                queue_priorities,
-                queue_refs,
-                top_keys,
-                top_ids,
-                np.int64(0),
-                np.int64(0),
-            )
-            n_top, queue_priorities, queue_refs = _walk_graph(
-                rank_queries[q], vectors, metric, adjacency, stamps, epoch, top_keys, top_ids, n_top,
-                queue_priorities, queue_refs
-            )
-            # The head comes last: its items have no edges, and scored first they
-            # would push the tree seeds out of the heap before the walk starts.
-            _, n_top = _scan_ids(rank_queries[q], vectors, metric, head_ids, allowed, stamps, epoch, top_keys, top_ids,
-                                 n_top)
+            excluded = exclude_indices[exclude_indptr[q] : exclude_indptr[q + 1]]
+            n_eligible = n_allowed - _mark_excluded(stamps, epoch, allowed, np.int32(-1), excluded)
+            if n_eligible <= ef:
+                _, n_top = _scan_ids(
+                    rank_queries[q], vectors, metric, allowed_ids, allowed, stamps, epoch, top_keys, top_ids,
+                    np.int64(0),
+                )
+            else:
+                # The stamps keep excluded items out of the seeds. The walk then
+                # passes through them, so they leave the stamps for the bans.
+                n_top, queue_priorities, queue_refs = _search_trees(
+                    tree_queries[q],
+                    rank_queries[q],
+                    vectors,
+                    hyperplanes,
+                    offsets,
+                    children,
+                    leaf_bounds,
+                    leaf_indices,
+                    roots,
+                    metric,
+                    seed_k,
+                    allowed,
+                    stamps,
+                    epoch,
+                    queue_priorities,
+                    queue_refs,
+                    top_keys,
+                    top_ids,
+                    np.int64(0),
+                    np.int64(0),
+                )
+                for position in range(excluded.shape[0]):
+                    stamps[excluded[position]] = 0
+                    banned[excluded[position]] = epoch
+                n_top, queue_priorities, queue_refs = _walk_graph(
+                    rank_queries[q], vectors, metric, adjacency, stamps, epoch, top_keys, top_ids, n_top,
+                    queue_priorities, queue_refs, allowed, banned
+                )
+                for position in range(excluded.shape[0]):
+                    stamps[excluded[position]] = epoch
+                # The head comes last: its items have no edges, and scored first they
+                # would push the tree seeds out of the heap before the walk starts.
+                _, n_top = _scan_ids(rank_queries[q], vectors, metric, head_ids, allowed, stamps, epoch, top_keys,
+                                     top_ids, n_top)
             # Drop the worst until k remain, then write the rest best first.
             while n_top > k:
                 n_top -= 1

@@ -114,8 +114,9 @@ class VectorIndex:
         Also build a neighbour graph, for an index that will serve many queries.
         A query then takes seeds from the trees and walks the graph from them,
         which reaches a given recall with far fewer candidates. The graph
-        takes longer to build than the trees and 2 x 16 int32 per vector. Queries
-        with filters still search the trees.
+        takes longer to build than the trees and 32 int32 per vector. Filtered
+        queries walk it too, through the excluded items without returning them.
+        :meth:`neighbors` for ids still searches the trees.
 
     Notes
     -----
@@ -483,10 +484,7 @@ class VectorIndex:
         queries = _validation.as_matrix(queries, "queries")
         _validation.check_same_dim(queries.shape[1], self._dim, "queries", "the indexed vectors")
         k = _validation.check_count(k, "k", len(self), "the number of indexed vectors")
-        # NOTE: filtered queries on a graph index search only its few trees. A walk
-        # that passes through excluded items without returning them would keep the
-        # graph's recall for them too.
-        walk = self._adjacency is not None and exclude is None and items is None and exclude_items is None
+        walk = self._adjacency is not None
         search_k = self._effective_search_k(k, search_k, walk)
         exclusions = _filters.exclusions_to_csr(exclude, queries.shape[0], len(self), "queries")
         allowed = _filters.eligible_mask(self._indexed, items, exclude_items)
@@ -591,10 +589,9 @@ class VectorIndex:
         Pass the filters that later queries will use (``exclude`` with one row per
         query, ``items``, ``exclude_items``, as in :meth:`query`). Filters change
         the items a search must find, so a choice made without them can miss the
-        target with them. On an index built with ``graph=True``, queries without
-        filters walk the graph and queries with filters search the trees, so a
-        choice made without filters sets the walk's default, and one made with
-        filters the trees' default. Each keeps its own.
+        target with them. On an index built with ``graph=True`` the choice is the
+        graph walk's candidate list, and :meth:`neighbors` for ids, which
+        searches the trees, keeps its own default.
 
         ``max_search_k`` stops the search at that budget: when even it misses the
         target, ``tune`` returns it with the lower estimate. Otherwise the search
@@ -678,8 +675,8 @@ class VectorIndex:
         search_k, estimate, n_sample = _tuning.choose_search_k(
             self, queries, target_recall, k, sample, random_state, exclusions, allowed, max_search_k
         )
-        # Unfiltered queries on a graph walk it, and filtered ones search the trees.
-        if self._adjacency is not None and exclusions is None and allowed is None:
+        # Queries on a graph walk it, and neighbors() for ids searches the trees.
+        if self._adjacency is not None:
             self._walk_search_k_per_result = search_k / k
         else:
             self._search_k_per_result = search_k / k
@@ -790,6 +787,7 @@ class VectorIndex:
                     tree_queries,
                     rank_queries,
                     valid,
+                    exclusions,
                     allowed,
                     self._head_ids,
                     self._adjacency,

@@ -299,26 +299,59 @@ def test_tune_with_graph_meets_target():
 def test_tuned_search_k_survives_save_and_load(tmp_path):
     items, queries = items_and_queries(3_000, 300, 8, seed=25)
     index = quiet_index("euclidean", graph=True).build(items)
-    walk_k, _ = index.tune(queries, target_recall=0.99, k=10)
     exclude = [[row % 50] for row in range(len(queries))]
-    tree_k, _ = index.tune(queries, target_recall=0.99, k=10, exclude=exclude)
+    walk_k, _ = index.tune(queries, target_recall=0.99, k=10, exclude=exclude)
     loaded = VectorIndex.load(index.save(tmp_path / "tuned.hsx"), show_progress=False, verbose=False)
     assert loaded.default_search_k(10) == walk_k
-    assert loaded.default_search_k(10, walk=False) == tree_k
     assert (loaded.query(queries, k=10)[0] == index.query(queries, k=10)[0]).all()
     assert (loaded.query(queries, k=10, exclude=exclude)[0] == index.query(queries, k=10, exclude=exclude)[0]).all()
 
 
-def test_tune_keeps_walk_and_trees_apart():
+def test_tune_on_graph_leaves_trees_default():
     items, queries = items_and_queries(5_000, 400, 8, seed=27)
     index = quiet_index("euclidean", graph=True).build(items)
-    walk_k, _ = index.tune(queries, target_recall=0.95, k=10)
+    walk_k, _ = index.tune(queries, target_recall=0.95, k=10, exclude_items=[0, 1, 2])
     assert index.default_search_k(10) == walk_k
-    # Tuning the walk leaves the default of filtered queries, which search the trees, unchanged.
+    # neighbors() for ids searches the trees, whose default a walk's tuning leaves alone.
     assert index.default_search_k(10, walk=False) == 2 * 10 * index._n_trees_built
-    tree_k, _ = index.tune(queries, target_recall=0.95, k=10, exclude_items=[0, 1, 2])
-    assert index.default_search_k(10, walk=False) == tree_k
-    assert index.default_search_k(10) == walk_k
+
+
+def exact_excluding(metric, queries, items, k, excluded_rows):
+    """Exact top k of each query with the ids of its row of ``excluded_rows`` left out."""
+    truth = exact_top_k(metric, queries, items, k + excluded_rows.shape[1])
+    return np.array([[i for i in row if i not in set(banned)][:k] for row, banned in zip(truth, excluded_rows)])
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "angular", "dot"])
+def test_walk_keeps_recall_with_exclusions(metric):
+    rng = np.random.default_rng(37)
+    items = rng.random((20_000, 16), dtype=np.float32)
+    queries = rng.random((400, 16), dtype=np.float32)
+    index = quiet_index(metric, graph=True).build(items)
+    # Excluding each query's five best items removes the very ones the walk
+    # would reach first.
+    banned = exact_top_k(metric, queries, items, 5)
+    found, _ = index.query(queries, k=10, exclude=list(banned))
+    assert not (found[:, :, None] == banned[:, None, :]).any()
+    unfiltered = recall(index.query(queries, k=10)[0], exact_top_k(metric, queries, items, 10))
+    filtered = recall(found, exact_excluding(metric, queries, items, 10, banned))
+    assert filtered >= unfiltered - 0.03
+
+
+def test_walk_with_allow_list():
+    rng = np.random.default_rng(39)
+    items = rng.random((20_000, 16), dtype=np.float32)
+    queries = rng.random((300, 16), dtype=np.float32)
+    index = quiet_index("euclidean", graph=True).build(items)
+    allowed = np.flatnonzero(rng.random(len(items)) < 0.3)
+    found, _ = index.query(queries, k=10, items=allowed, search_k=80)
+    assert np.isin(found, allowed).all()
+    truth = allowed[exact_top_k("euclidean", queries, items[allowed], 10)]
+    assert recall(found, truth) >= 0.9
+    # Fewer allowed items than the candidate list: every one is scored, which is exact.
+    few = allowed[:30]
+    found, _ = index.query(queries, k=10, items=few)
+    assert (found == few[exact_top_k("euclidean", queries, items[few], 10)]).all()
 
 
 @pytest.mark.parametrize("options", [{"leaf_size": 1}, {"n_trees": 1}])
