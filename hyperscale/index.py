@@ -484,6 +484,9 @@ class VectorIndex:
         queries = _validation.as_matrix(queries, "queries")
         _validation.check_same_dim(queries.shape[1], self._dim, "queries", "the indexed vectors")
         k = _validation.check_count(k, "k", len(self), "the number of indexed vectors")
+        # NOTE: under "dot" on clustered items, excluding a query's many best items
+        # leaves the walk, and the trees, far from the rest: recall can collapse
+        # where exact search with bound_factor does not.
         walk = self._adjacency is not None
         search_k = self._effective_search_k(k, search_k, walk)
         exclusions = _filters.exclusions_to_csr(exclude, queries.shape[0], len(self), "queries")
