@@ -455,7 +455,7 @@ def _add_unseen(ids, stamps, epoch, pool, size):
 
 @numba.njit(cache=True, nogil=True)
 def _gather_pool(v, rows, indptr, sources, hops, stamps, epoch, pool):
-    """Write the distinct candidates of ``v`` to ``pool``; return their count.
+    """Write the distinct candidates of ``v`` to ``pool`` and return their count.
 
     The candidates are row ``v`` of ``rows``, the vertices whose rows list ``v``,
     and the rows of the first ``hops`` vertices of row ``v``.

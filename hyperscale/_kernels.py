@@ -523,7 +523,7 @@ def _margin(hyperplane, offset, query):
 
 @numba.njit(cache=True, nogil=True)
 def _prefetch_vector(vectors, item):
-    """Hint that row ``item`` of ``vectors`` will be read soon, one hint per cache line."""
+    """Ask for row ``item`` of ``vectors`` ahead of use, one prefetch per cache line."""
     for column in range(0, vectors.shape[1], LINE_FLOATS):
         prefetch_element(vectors, item, column)
 

@@ -1,7 +1,7 @@
 """A cache prefetch hint callable from Numba kernels.
 
-A graph walk reads the vectors of a vertex's neighbours from addresses that no
-hardware prefetcher can guess. Asking for all of them before scoring the first
+A graph walk reads the vectors of a vertex's neighbours from scattered
+addresses, with no stride for a hardware prefetcher to follow. Asking for all of them before scoring the first
 lets their cache misses overlap. The hint is LLVM's ``llvm.prefetch``, emitted
 by Numba's own compiler, so no compiled extension is involved.
 """
@@ -10,16 +10,17 @@ from llvmlite import binding, ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-# Bytes in one cache line on x86-64 and most ARM64 cores. Apple's cores use 128,
-# where every other hint is redundant but harmless.
+# Bytes in one cache line on x86-64. A core with longer lines only receives
+# redundant hints, which cost little.
 CACHE_LINE_BYTES = 64
 # LLVM names the intrinsic by its pointer type: typed pointers until LLVM 15.
+# NOTE: only the LLVM 15 and later name has run here; the older one is untested.
 _INTRINSIC = "llvm.prefetch.p0" if binding.llvm_version_info[0] >= 15 else "llvm.prefetch.p0i8"
 
 
 @intrinsic
 def prefetch_element(typingctx, matrix, row, column):
-    """Hint that ``matrix[row, column]`` will be read soon; no effect on results.
+    """Ask the processor to load ``matrix[row, column]`` into the cache ahead of use.
 
     The indices are not checked. LLVM defines a prefetch as having no effect on
     the behaviour of the program, so an invalid address only wastes the hint.

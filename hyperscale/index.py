@@ -54,7 +54,7 @@ GRAPH_LEAF_SIZE = 64
 # nearest of the vertices that list it. Under "euclidean" and "angular" they are
 # a spread of near vertices in different directions, as HNSW keeps (see
 # _graph.navigable_graph). On the Gowalla factors the spread lost recall under
-# "dot", 0.961 to 0.954 at search_k = 40, and gained nothing under "angular"
+# "dot", 0.961 to 0.954 at search_k = 40, and moved it by at most 0.003 under "angular"
 # (benchmarks/kernel_choices.py). A query scores
 # GRAPH_SEED_SHARE * search_k seeds from the first GRAPH_SEED_TREES trees, then
 # walks the graph keeping the best ``search_k`` candidates, by default

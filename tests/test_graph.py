@@ -150,7 +150,7 @@ def test_prune_edges_keeps_a_spread(metric, hops):
     if metric == _kernels.METRIC_ANGULAR:
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     rows = brute_force_rows(vectors, 8, metric)
-    # Drop a few slots, as a graph row with empty slots has.
+    # Empty a few slots, as rows of a real graph can have.
     rows[rng.random(rows.shape) < 0.1] = -1
     indptr, sources = _graph._reverse_lists(rows)
     alpha = 1.2
