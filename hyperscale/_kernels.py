@@ -60,9 +60,14 @@ _TWO_MEANS_ITERATIONS = 200
 # scattered over the data.
 _GATHER_LIMIT = 4096
 # float32 coordinates per cache line, and the distance in leaf members between
-# the member being scored and the member being prefetched.
+# the member being scored and the member being prefetched. The leaf scan
+# prefetches only vectors larger than PREFETCH_MIN_BYTES, about the size of a
+# server's last-level cache. In A/B runs on 200,000 x 96 vectors (77 MB), four
+# ahead raised tree queries/s by 12 to 15 %. On the quickstart items (7 MB) and
+# the Gowalla factors (11 MB), which stay in cache, it lost up to 8 %.
 LINE_FLOATS = CACHE_LINE_BYTES // 4
-PREFETCH_AHEAD = 0
+PREFETCH_AHEAD = 4
+PREFETCH_MIN_BYTES = 32 << 20
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -598,6 +603,7 @@ def _search_trees(
     the size of the top-k heap and the queue arrays, which may have grown.
     """
     infinity = np.float32(np.inf)
+    ahead = PREFETCH_AHEAD if vectors.nbytes > PREFETCH_MIN_BYTES else 0
     size = np.int64(0)
     for t in range(roots.shape[0]):
         queue_priorities, queue_refs, size = _queue_push(queue_priorities, queue_refs, size, infinity, roots[t])
@@ -625,11 +631,11 @@ def _search_trees(
         start, end = leaf_bounds[leaf, 0], leaf_bounds[leaf, 1]
         # Members of a leaf lie anywhere in memory: asking for the vector a few
         # members ahead overlaps its cache misses with the scoring of this one.
-        for position in range(start, min(start + PREFETCH_AHEAD, end)):
+        for position in range(start, min(start + ahead, end)):
             _prefetch_vector(vectors, leaf_indices[position])
         for position in range(start, end):
-            if position + PREFETCH_AHEAD < end:
-                _prefetch_vector(vectors, leaf_indices[position + PREFETCH_AHEAD])
+            if position + ahead < end:
+                _prefetch_vector(vectors, leaf_indices[position + ahead])
             item = leaf_indices[position]
             if stamps[item] == epoch:
                 continue
