@@ -82,6 +82,17 @@ def _id_list(values, n_items, name):
         if array.shape != (n_items,):
             raise ValueError(f"{name} as a boolean mask must have shape ({n_items},), got {array.shape}")
         return np.flatnonzero(array)
+    # Integers are ids, so a 0/1 integer mask would silently select items 0 and 1.
+    if (
+        n_items > 2
+        and array.shape == (n_items,)
+        and np.issubdtype(array.dtype, np.integer)
+        and np.isin(array, (0, 1)).all()
+    ):
+        raise ValueError(
+            f"{name} has one integer per item ({n_items}), all 0 or 1. Integer arrays are item ids, so "
+            f"this would select only items 0 and 1. Pass {name}.astype(bool) for a mask, or each id once"
+        )
     return check_ids(array, n_items, name)
 
 

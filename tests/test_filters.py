@@ -134,6 +134,21 @@ def test_allow_list_ranked_exactly():
     np.testing.assert_allclose(scores, expected_scores, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("option", ["items", "exclude_items"])
+def test_integer_mask_is_rejected(option):
+    rng = np.random.default_rng(34)
+    users = rng.normal(size=(4, 8)).astype(np.float32)
+    items = rng.normal(size=(300, 8)).astype(np.float32)
+    mask = (rng.random(300) < 0.5).astype(np.int64)
+    with pytest.raises(ValueError, match=rf"{option} has one integer per item \(300\).*{option}\.astype\(bool\)"):
+        quiet(random_state=0).recommend(users, items, n_vectors=5, **{option: mask})
+    # The same mask as booleans, and ids that happen to be only 0 and 1, are accepted.
+    ids = quiet(random_state=0).recommend(users, items, n_vectors=5, search_k=300, **{option: mask.astype(bool)})
+    marked = np.isin(ids, np.flatnonzero(mask))
+    assert marked.all() if option == "items" else not marked.any()
+    quiet(random_state=0).recommend(users, items, n_vectors=5, **{option: np.array([0, 1, 1])})
+
+
 def test_allow_and_deny_lists_together():
     rng = np.random.default_rng(4)
     users = rng.normal(size=(30, 8)).astype(np.float32)
