@@ -527,6 +527,19 @@ def prune_edges(vectors, metric, rows, indptr, sources, hops, alpha, n_chunks, o
 
 
 @numba.njit(cache=True, nogil=True)
+def _prefetch_edges(adjacency, vertex):
+    """Prefetch the adjacency row of a vertex that has just entered the walk's queue.
+
+    Each expansion would otherwise wait for its row from memory before it can
+    prefetch the neighbours' vectors. hnswlib gets the same effect from its
+    layout, which stores each vertex's bottom-layer edges next to its vector.
+    Prefetching the seeds' rows too, all at once, was slower in A/B runs.
+    """
+    for column in range(0, adjacency.shape[1], LINE_INTS):
+        prefetch_element(adjacency, vertex, column)
+
+
+@numba.njit(cache=True, nogil=True)
 def _walk_graph(rank_query, vectors, metric, adjacency, stamps, epoch, top_keys, top_ids, n_top, queue_priorities,
                 queue_refs, allowed, banned):
     """Expand the best unexpanded result until none can improve the ``top_keys.shape[0]`` best.
@@ -548,11 +561,6 @@ def _walk_graph(rank_query, vectors, metric, adjacency, stamps, epoch, top_keys,
         priority, vertex, size = _queue_pop(queue_priorities, queue_refs, size)
         if n_top == capacity and -priority > top_keys[0]:
             break
-        # The vertex on top of the queue is likely the next one expanded: its
-        # edges arrive while this one's neighbours are scored.
-        if size > 0:
-            for column in range(0, adjacency.shape[1], LINE_INTS):
-                prefetch_element(adjacency, queue_refs[0], column)
         # Ask for every unseen neighbour's vector before scoring the first, so
         # that their cache misses overlap instead of following one another.
         n_fresh = 0
@@ -571,6 +579,7 @@ def _walk_graph(rank_query, vectors, metric, adjacency, stamps, epoch, top_keys,
                 if allowed[neighbor] and banned[neighbor] != epoch:
                     n_top = _top_offer(top_keys, top_ids, n_top, key, neighbor)
                 queue_priorities, queue_refs, size = _queue_push(queue_priorities, queue_refs, size, -key, neighbor)
+                _prefetch_edges(adjacency, neighbor)
     return n_top, queue_priorities, queue_refs
 
 
