@@ -66,6 +66,15 @@ GRAPH_LEAF_SIZE = 64
 # nearest-neighbour graph barely links, so the walk needs seeds from several trees.
 GRAPH_DEGREE = 32
 GRAPH_SEED_TREES = 8
+# A graph=True index under "euclidean" or "angular" builds GRAPH_SPREAD_TREES
+# trees by default: its spread edges cross between clusters, so it needs fewer
+# seed trees than "dot". Four trees against eight, in one A/B run: on 200,000 x 96
+# clustered unit vectors the index took 120.7 MB against 138.9, built in 16.5 s
+# against 20.5, and ran about 5 % more queries/s at equal recall. On the
+# Gowalla factors under "angular", recall@10 0.9954 against 0.9965 at
+# search_k = 80, with 27 % more queries/s. Under "dot" the same factors lost
+# recall at the top with four trees (0.9907 against 0.9984 at search_k = 160).
+GRAPH_SPREAD_TREES = 4
 GRAPH_SEED_SHARE = 2.0
 # NOTE: on 1,000,000 clustered matrix-factorisation vectors (64 dims) this default
 # gave recall@10 0.72, and 0.94 needed search_k = 160; tune() finds the value.
@@ -98,7 +107,7 @@ class VectorIndex:
     n_trees : int, optional
         Number of trees. Default: the dimension the trees are built on, which is
         ``dim`` for "angular" and "euclidean" and ``dim + 1`` for "dot"; with
-        ``graph=True``, 8 at most.
+        ``graph=True``, at most 8 under "dot" and 4 under the other metrics.
     leaf_size : int, optional
         Maximum number of points in a leaf (default 32). A node that reaches the
         depth cap of 200 becomes a leaf whatever its size.
@@ -202,9 +211,10 @@ class VectorIndex:
         if self.n_trees is not None:
             n_trees = self.n_trees
         elif self.graph:
-            # The graph needs the leaves of GRAPH_INIT_TREES trees, and its walks
-            # take seeds from as many, so more trees would cost build time and memory.
-            n_trees = min(GRAPH_INIT_TREES, tree_data.shape[1])
+            # The graph needs the leaves of a few trees, and its walks take seeds
+            # from as many, so more trees would cost build time and memory.
+            default_trees = GRAPH_INIT_TREES if self.metric == "dot" else GRAPH_SPREAD_TREES
+            n_trees = min(default_trees, tree_data.shape[1])
         else:
             n_trees = tree_data.shape[1]
         leaf_size = self.leaf_size if self.leaf_size is not None else DEFAULT_LEAF_SIZE

@@ -367,6 +367,14 @@ def test_walk_graph_joins_sparse_leaves(options):
     assert recall(found, exact_top_k("euclidean", queries, items, 10)) >= 0.9
 
 
+@pytest.mark.parametrize("metric, expected", [("euclidean", 4), ("angular", 4), ("dot", 8)])
+def test_graph_default_tree_count(metric, expected):
+    items, _ = items_and_queries(2_000, 1, 16, seed=32)
+    index = quiet_index(metric, graph=True).build(items)
+    assert f"n_trees={expected}," in repr(index)
+    assert index._forest.n_trees == expected
+
+
 def test_repr_shows_graph():
     items, _ = items_and_queries(1_000, 1, 8, seed=31)
     assert "graph=True" in repr(quiet_index("angular", graph=True).build(items))
