@@ -9,8 +9,10 @@ Three tables, each from one process on the same arrays:
 2. The all-items graph of ``find_similar_vectors`` by leaf size
    (``GRAPH_LEAF_SIZE`` in ``index``): build time (8 trees and neighbour descent)
    and recall@10 on the quickstart vectors (uniform [0, 1), 100,000 x 16), median of 3 builds.
-3. ``graph=True`` indexes by leaf size on the Gowalla ALS factors: recall@10
-   and queries per second of the walk under "angular" and "dot". Leaves of 128
+3. ``graph=True`` indexes by number of trees (4 and 8) and leaf size on the
+   Gowalla ALS factors: recall@10 and queries per second of the walk under
+   "angular" and "dot". The default is 4 trees under "angular" and 8 under "dot"
+   (``GRAPH_SPREAD_TREES`` and ``GRAPH_INIT_TREES`` in ``index``). Leaves of 128
    shrink the index (BENCHMARKS.md, W4) but are not the default because of this table.
 
 Tables 1 and 3 use the Gowalla ALS-64 factors (40,981 items, 10,000 sampled
@@ -36,6 +38,7 @@ K = 10
 TILES = (8, 256, 512, 1024)
 FACTORS = (1.0, 0.75)
 GRAPH_LEAVES = (32, 64, 128)
+WALK_TREES = (4, 8)
 WALK_LEAVES = (32, 128)
 WALK_SEARCH_K = (40, 160)
 
@@ -99,18 +102,20 @@ def graph_by_leaf():
 
 
 def walk_by_leaf(items, queries):
-    """Return rows (metric, leaf size, search_k, recall@10, queries/s) of ``graph=True`` indexes."""
+    """Return rows (metric, trees, leaf size, search_k, recall@10, queries/s) of ``graph=True`` indexes."""
     rows = []
     for metric in ("angular", "dot"):
         exact = VectorIndex(metric, n_trees=1, random_state=0, show_progress=False, verbose=False).build(items)
         truth = _tuning.exact_top_k(metric, exact._vectors, exact._indexed, queries, K)
-        for leaf_size in WALK_LEAVES:
-            index = VectorIndex(metric, graph=True, leaf_size=leaf_size, random_state=0, show_progress=False,
-                                verbose=False).build(items)
-            index.query(queries[:5], k=K)
-            for search_k in WALK_SEARCH_K:
-                (found, _), seconds = median_seconds(lambda: index.query(queries, k=K, search_k=search_k))
-                rows.append((metric, leaf_size, search_k, recall_at_k(found, truth), queries.shape[0] / seconds))
+        for n_trees in WALK_TREES:
+            for leaf_size in WALK_LEAVES:
+                index = VectorIndex(metric, graph=True, n_trees=n_trees, leaf_size=leaf_size, random_state=0,
+                                    show_progress=False, verbose=False).build(items)
+                index.query(queries[:5], k=K)
+                for search_k in WALK_SEARCH_K:
+                    (found, _), seconds = median_seconds(lambda: index.query(queries, k=K, search_k=search_k))
+                    rate = queries.shape[0] / seconds
+                    rows.append((metric, n_trees, leaf_size, search_k, recall_at_k(found, truth), rate))
     return rows
 
 
@@ -148,11 +153,11 @@ def main():
         print(f"| {leaf_size} | {seconds:.2f} | {recall:.4f} |", flush=True)
 
     if "Gowalla" in data:
-        print(f"\n3. graph=True indexes by leaf size, {data}\n")
-        print("| metric | leaf size | search_k | recall@10 | queries/s |")
-        print("| --- | ---: | ---: | ---: | ---: |")
-        for metric, leaf_size, search_k, recall, rate in walk_by_leaf(items, queries):
-            print(f"| {metric} | {leaf_size} | {search_k} | {recall:.3f} | {rate:,.0f} |", flush=True)
+        print(f"\n3. graph=True indexes by number of trees and leaf size, {data}\n")
+        print("| metric | trees | leaf size | search_k | recall@10 | queries/s |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for metric, n_trees, leaf_size, search_k, recall, rate in walk_by_leaf(items, queries):
+            print(f"| {metric} | {n_trees} | {leaf_size} | {search_k} | {recall:.3f} | {rate:,.0f} |", flush=True)
 
 
 if __name__ == "__main__":
