@@ -12,7 +12,7 @@ from ._validation import check_ids
 
 _FORMATS = (
     "a scipy.sparse matrix of shape (n_queries, n_items), a boolean numpy array of "
-    "that shape, or a list with one array of item ids per query"
+    "that shape, or a list with one array of item ids (or one boolean mask) per query"
 )
 
 
@@ -25,7 +25,7 @@ def exclusions_to_csr(exclude, n_queries, n_items, query_name):
     """Return ``(indptr int64, indices int32)`` of the items each query must skip.
 
     ``exclude`` is None, a scipy.sparse matrix in any format, a boolean array of
-    shape (n_queries, n_items), or a list of id arrays (one per query). Rows line
+    shape (n_queries, n_items), or a list with one id array or boolean mask per query. Rows line
     up with the queries: row i belongs to the i-th query passed, not to a user id.
     """
     if exclude is None:
@@ -42,7 +42,8 @@ def exclusions_to_csr(exclude, n_queries, n_items, query_name):
     if isinstance(exclude, np.ndarray):
         if exclude.dtype != np.bool_:
             raise TypeError(
-                f"exclude as a numpy array must be a boolean mask, got dtype {exclude.dtype}; pass {_FORMATS}"
+                f"exclude as a numpy array must be a boolean mask, got dtype {exclude.dtype}; pass {_FORMATS}. "
+                "For a 0/1 matrix pass exclude.astype(bool)"
             )
         if exclude.ndim != 2:
             raise ValueError(f"exclude as a boolean mask must be 2-D (n_queries, n_items), got shape {exclude.shape}")
@@ -58,7 +59,7 @@ def exclusions_to_csr(exclude, n_queries, n_items, query_name):
                 f"exclude has {len(exclude)} rows but there are {n_queries} {query_name}; "
                 f"pass one list of item ids per row of {query_name}, in the same order"
             )
-        rows = [check_ids(row, n_items, f"exclude[{i}]") for i, row in enumerate(exclude)]
+        rows = [_id_list(row, n_items, f"exclude[{i}]") for i, row in enumerate(exclude)]
         lengths = np.array([len(row) for row in rows], dtype=np.int64)
         indptr = np.zeros(n_queries + 1, dtype=np.int64)
         np.cumsum(lengths, out=indptr[1:])
@@ -77,12 +78,13 @@ def _check_shape(shape, n_queries, n_items, query_name):
 
 
 def _id_list(values, n_items, name):
+    """Return the ids in ``values``: an array of ids or a boolean mask of length ``n_items``."""
     array = np.asarray(values)
     if array.dtype == np.bool_:
         if array.shape != (n_items,):
             raise ValueError(f"{name} as a boolean mask must have shape ({n_items},), got {array.shape}")
         return np.flatnonzero(array)
-    # Integers are ids, so a 0/1 integer mask would silently select items 0 and 1.
+    # Integers are ids, so a 0/1 integer mask would silently name only items 0 and 1.
     if (
         n_items > 2
         and array.shape == (n_items,)
@@ -90,8 +92,9 @@ def _id_list(values, n_items, name):
         and np.isin(array, (0, 1)).all()
     ):
         raise ValueError(
-            f"{name} has one integer per item ({n_items}), all 0 or 1. Integer arrays are item ids, so "
-            f"this would select only items 0 and 1. Pass {name}.astype(bool) for a mask, or each id once"
+            f"{name} is ambiguous: it has one integer per item ({n_items}), all 0 or 1, but integer arrays "
+            f"are read as item ids (here only items 0 and 1). Pass a mask as booleans, for example "
+            f"np.asarray({name}, dtype=bool), or pass the item ids"
         )
     return check_ids(array, n_items, name)
 

@@ -134,19 +134,36 @@ def test_allow_list_ranked_exactly():
     np.testing.assert_allclose(scores, expected_scores, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("option", ["items", "exclude_items"])
-def test_integer_mask_is_rejected(option):
+def mask_option(option, mask, n_users):
+    """Keyword arguments that pass ``mask`` as ``option``, once per user for ``exclude``."""
+    if option == "exclude":
+        return {option: [mask] * n_users}
+    return {option: mask}
+
+
+@pytest.mark.parametrize("option, name", [("items", "items"), ("exclude_items", "exclude_items"),
+                                          ("exclude", r"exclude\[0\]")])
+def test_integer_mask_is_rejected(option, name):
     rng = np.random.default_rng(34)
     users = rng.normal(size=(4, 8)).astype(np.float32)
     items = rng.normal(size=(300, 8)).astype(np.float32)
     mask = (rng.random(300) < 0.5).astype(np.int64)
-    with pytest.raises(ValueError, match=rf"{option} has one integer per item \(300\).*{option}\.astype\(bool\)"):
-        quiet(random_state=0).recommend(users, items, n_vectors=5, **{option: mask})
+    with pytest.raises(ValueError, match=rf"{name} is ambiguous.*per item \(300\).*dtype=bool"):
+        quiet(random_state=0).recommend(users, items, n_vectors=5, **mask_option(option, mask, 4))
     # The same mask as booleans, and ids that happen to be only 0 and 1, are accepted.
-    ids = quiet(random_state=0).recommend(users, items, n_vectors=5, search_k=300, **{option: mask.astype(bool)})
+    ids = quiet(random_state=0).recommend(
+        users, items, n_vectors=5, search_k=300, **mask_option(option, mask.astype(bool), 4)
+    )
     marked = np.isin(ids, np.flatnonzero(mask))
     assert marked.all() if option == "items" else not marked.any()
-    quiet(random_state=0).recommend(users, items, n_vectors=5, **{option: np.array([0, 1, 1])})
+    quiet(random_state=0).recommend(users, items, n_vectors=5, **mask_option(option, np.array([0, 1, 1]), 4))
+
+
+def test_integer_exclude_matrix_names_astype():
+    users = np.ones((2, 4), np.float32)
+    items = np.ones((10, 4), np.float32)
+    with pytest.raises(TypeError, match=r"exclude\.astype\(bool\)"):
+        quiet(random_state=0).recommend(users, items, n_vectors=2, exclude=np.zeros((2, 10), np.int64))
 
 
 def test_allow_and_deny_lists_together():
