@@ -58,9 +58,9 @@ from ._parallel import run_parallel
 # Items scored per pass. _accumulate_4x4 is written for this many.
 ITEM_BLOCK = 4
 # Largest query tile, in queries and in bytes: 512 queries of 64 coordinates take
-# 128 KB, which stays in a core's L2 cache (512 KB on the machine of
-# BENCHMARKS.md). On the Gowalla factors (64 dimensions), tiles of 512 gave 4 to
-# 5 % more queries per second than 256 and 7 to 28 % more than 1,024
+# 128 KB, which stays in a core's L2 cache (1 MiB on the machine of
+# BENCHMARKS.md). On the Gowalla factors (64 dimensions), tiles of 512 gave 6 to
+# 7 % more queries per second than 256 and 33 to 48 % more than 1,024
 # (benchmarks/kernel_choices.py).
 MAX_TILE = 512
 MAX_TILE_BYTES = 128 << 10

@@ -44,7 +44,7 @@ GRAPH_MIN_VECTORS = 20_000
 GRAPH_INIT_TREES = 8
 GRAPH_EXTRA_DEGREE = 6
 # find_similar_vectors builds those trees with leaves of up to GRAPH_LEAF_SIZE
-# vectors. On the same data, leaves of 64 built the graph in 1.47 s against 1.53 s
+# vectors. On the same data, leaves of 64 built the graph in 1.45 s against 1.47 s
 # for 32, with recall@10 0.966 against 0.964 (benchmarks/kernel_choices.py).
 # NOTE: 128 did better still there, but is not measured on more dimensions.
 GRAPH_LEAF_SIZE = 64
@@ -68,12 +68,12 @@ GRAPH_DEGREE = 32
 GRAPH_SEED_TREES = 8
 # A graph=True index under "euclidean" or "angular" builds GRAPH_SPREAD_TREES
 # trees by default: its spread edges cross between clusters, so it needs fewer
-# seed trees than "dot". Four trees against eight, in one A/B run: on 200,000 x 96
-# clustered unit vectors the index took 120.7 MB against 138.9, built in 16.5 s
-# against 20.5, and ran about 5 % more queries/s at equal recall. On the
-# Gowalla factors under "angular", recall@10 0.9954 against 0.9965 at
-# search_k = 80, with 27 % more queries/s. Under "dot" the same factors lost
-# recall at the top with four trees (0.9907 against 0.9984 at search_k = 160).
+# seed trees than "dot". On the Gowalla factors under "angular", four trees
+# against eight gave recall@10 0.987 against 0.988 at search_k = 40, with 14 %
+# more queries/s, and 0.999 at 160 for both. Under "dot" four trees lost recall
+# at the top: 0.991 against 0.998 at 160 (benchmarks/kernel_choices.py). On W4
+# of benchmarks/compare.py (200,000 x 96) four trees take 120.7 MB, against
+# 138.9 MB for eight.
 GRAPH_SPREAD_TREES = 4
 GRAPH_SEED_SHARE = 2.0
 # NOTE: on 1,000,000 clustered matrix-factorisation vectors (64 dims) this default
